@@ -1,0 +1,56 @@
+"""Model names → constructors. Every entry builds an ElasticNet from plain JSON-able arguments,
+which is what a checkpoint stores to rebuild it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from models.backbones import Backbone
+from models.backbones.cifar_resnet import cifar_resnet
+from models.backbones.densenet import densenet121
+from models.backbones.fast_resnet import resnet9
+from models.backbones.mobilenet import mobilenetv2
+from models.backbones.torchvision_resnet import torchvision_resnet
+from models.backbones.vgg import vgg16_bn
+from models.elastic import ElasticNet, ExitSpec
+from models.heads import head_factory
+
+_BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "tiny": lambda: cifar_resnet(depth=8, width=4),
+    "cifar_resnet20": lambda width=16: cifar_resnet(20, width),
+    "cifar_resnet56": lambda width=16: cifar_resnet(56, width),
+    "resnet9": resnet9,
+    "resnet18": lambda cifar_stem=True: torchvision_resnet("resnet18", cifar_stem),
+    "resnet50": lambda cifar_stem=True: torchvision_resnet("resnet50", cifar_stem),
+    "mobilenetv2": mobilenetv2,
+    "densenet121": densenet121,
+    "vgg16_bn": vgg16_bn,
+}
+
+
+def available_models() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    exits: ExitSpec = "all",
+    head: str = "linear",
+    dropout: float = 0.0,
+    head_width: int = 0,
+    **backbone_args: Any,
+) -> ElasticNet:
+    """Build registered model `name`. `exits`: 'all' | 'final' | every n-th (int) | block indices."""
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(available_models())}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    try:
+        backbone = _BACKBONES[name](**backbone_args)
+    except TypeError as err:
+        raise ValueError(f"bad arguments for model {name!r}: {err}") from err
+    return ElasticNet.from_blocks(
+        backbone.stem, backbone.blocks, exits, head_factory(num_classes, head, dropout, head_width)
+    )
