@@ -21,9 +21,8 @@ def format_exits_table(meta: dict) -> str:
     rows = [f"{'exit':>4}  {'stage':<22} {'MFLOPs':>10} {'% full':>7} {'params':>11} {'accuracy':>9}"]
     for e in exits:
         acc = "-" if e.get("accuracy") is None else f"{100 * e['accuracy']:.2f}%"
-        rows.append(
-            f"{e['index']:>4}  {e['name']:<22} {e['mflops']:>10.2f} {100 * e['mflops'] / full:>6.1f}% {e['params']:>11,} {acc:>9}"
-        )
+        share = 100 * e["mflops"] / full
+        rows.append(f"{e['index']:>4}  {e['name']:<22} {e['mflops']:>10.2f} {share:>6.1f}% {e['params']:>11,} {acc:>9}")
     return "\n".join(rows)
 
 

@@ -123,11 +123,19 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
             f"{path} has schema version {meta['schema_version']!r}; this code reads version {SCHEMA_VERSION}"
         )
     arch = meta["arch"]
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("args", {}), dict):
+    if (
+        not isinstance(arch, dict)
+        or not isinstance(arch.get("name"), str)
+        or not isinstance(arch.get("args", {}), dict)
+    ):
         raise CheckpointError(f"{path}: 'arch' must be {{'name': str, 'args': {{...}}}}")
     if not isinstance(meta["classes"], list) or not meta["classes"]:
         raise CheckpointError(f"{path}: 'classes' must be a non-empty list")
-    if len(meta["input_size"]) != 3 or len(meta["mean"]) != meta["input_size"][0] or len(meta["std"]) != meta["input_size"][0]:
+    if (
+        len(meta["input_size"]) != 3
+        or len(meta["mean"]) != meta["input_size"][0]
+        or len(meta["std"]) != meta["input_size"][0]
+    ):
         raise CheckpointError(f"{path}: input_size must be [C, H, W] with C values in mean and std")
     return meta
 
@@ -136,7 +144,9 @@ def _build_model(meta: dict[str, Any]) -> ElasticNet:
     args = dict(meta["arch"].get("args", {}))
     num_classes = args.get("num_classes", len(meta["classes"]))
     if num_classes != len(meta["classes"]):
-        raise CheckpointError(f"model has {num_classes} outputs but the checkpoint lists {len(meta['classes'])} classes")
+        raise CheckpointError(
+            f"model has {num_classes} outputs but the checkpoint lists {len(meta['classes'])} classes"
+        )
     args["num_classes"] = num_classes
     try:
         model = create_model(meta["arch"]["name"], **args)
@@ -164,10 +174,14 @@ def _check_state(model: ElasticNet, state: dict[str, torch.Tensor]) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise CheckpointError(f"shape mismatch for {key}: file {tuple(tensor.shape)}, model {tuple(expected[key].shape)}")
+            raise CheckpointError(
+                f"shape mismatch for {key}: file {tuple(tensor.shape)}, model {tuple(expected[key].shape)}"
+            )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"weights hold non-finite values (NaN/inf) in {key}")
 
@@ -182,4 +196,3 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     model.load_state_dict(state)
     model.eval().to(device)
     return Checkpoint(model=model, meta=meta, path=directory)
-
