@@ -1,0 +1,1 @@
+"""Elastic training: data, losses, the training loop, evaluation and reports."""
