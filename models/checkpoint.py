@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "elastic.json"
 CODE_VERSION = "0.1.0"
-_REQUIRED = ("schema_version", "arch", "classes", "input_size", "mean", "std", "exits")
+_REQUIRED = ("schema_version", "arch", "classes", "input_size", "mean", "std", "exits", "weights_sha256")
+_EXIT_FIELDS = {"index": int, "name": str, "mflops": (int, float), "params": int}
 
 
 class CheckpointError(ValueError):
@@ -131,17 +132,45 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: 'arch' must be {{'name': str, 'args': {{...}}}}")
     if not isinstance(meta["classes"], list) or not meta["classes"]:
         raise CheckpointError(f"{path}: 'classes' must be a non-empty list")
-    if (
-        len(meta["input_size"]) != 3
-        or len(meta["mean"]) != meta["input_size"][0]
-        or len(meta["std"]) != meta["input_size"][0]
-    ):
-        raise CheckpointError(f"{path}: input_size must be [C, H, W] with C values in mean and std")
+    _check_preprocessing(path, meta)
+    _check_exits(path, meta["exits"])
     return meta
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_preprocessing(path: Path, meta: dict[str, Any]) -> None:
+    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
+    if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise CheckpointError(f"{path}: input_size must be [C, H, W] of positive ints, got {size!r}")
+    for key, values in (("mean", mean), ("std", std)):
+        if not (isinstance(values, list) and len(values) == size[0] and all(_is_number(v) for v in values)):
+            raise CheckpointError(f"{path}: {key} must hold {size[0]} numbers (one per channel), got {values!r}")
+    if any(v <= 0 for v in std):
+        raise CheckpointError(f"{path}: std must be positive, got {std!r}")
+
+
+def _check_exits(path: Path, exits: Any) -> None:
+    if not isinstance(exits, list) or not exits:
+        raise CheckpointError(f"{path}: 'exits' must be a non-empty list")
+    for k, entry in enumerate(exits):
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: exit {k} must be a JSON object")
+        for key, kind in _EXIT_FIELDS.items():
+            if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
+                raise CheckpointError(f"{path}: exit {k} needs '{key}' of type {getattr(kind, '__name__', 'number')}")
+        if entry["index"] != k:
+            raise CheckpointError(f"{path}: exit {k} has index {entry['index']}; exits must be listed in order")
+        accuracy = entry.get("accuracy")
+        if accuracy is not None and not (_is_number(accuracy) and 0 <= accuracy <= 1):
+            raise CheckpointError(f"{path}: exit {k} accuracy must be null or a fraction in [0, 1], got {accuracy!r}")
 
 
 def _build_model(meta: dict[str, Any]) -> ElasticNet:
     args = dict(meta["arch"].get("args", {}))
+    args.pop("pretrained", None)  # the weights come from the checkpoint, never from a download
     num_classes = args.get("num_classes", len(meta["classes"]))
     if num_classes != len(meta["classes"]):
         raise CheckpointError(
@@ -154,14 +183,16 @@ def _build_model(meta: dict[str, Any]) -> ElasticNet:
         raise CheckpointError(f"cannot rebuild the model: {err}") from err
     if model.num_exits != len(meta["exits"]):
         raise CheckpointError(f"metadata lists {len(meta['exits'])} exits but the model has {model.num_exits}")
+    names = [e["name"] for e in meta["exits"]]
+    if names != model.exit_names:
+        raise CheckpointError(f"metadata exit names {names} differ from the model's {model.exit_names}")
     return model
 
 
 def _load_weights(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"missing {WEIGHTS_FILE} in {path.parent}")
-    expected = meta.get("weights_sha256")
-    if expected and _sha256(path) != expected:
+    if _sha256(path) != meta["weights_sha256"]:
         raise CheckpointError(f"{path} is corrupt or truncated: its SHA-256 does not match the metadata")
     try:
         return load_file(str(path))

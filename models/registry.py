@@ -1,9 +1,11 @@
 """Model names → constructors. Every entry builds an ElasticNet from plain JSON-able arguments,
-which is what a checkpoint stores to rebuild it."""
+which is what a checkpoint stores to rebuild it. The torchvision backbones (resnet18/50,
+mobilenetv2, densenet121, vgg16_bn) also take `pretrained=True` for ImageNet weights (downloads)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from models.backbones import Backbone
@@ -21,8 +23,8 @@ _BACKBONES: dict[str, Callable[..., Backbone]] = {
     "cifar_resnet20": lambda width=16: cifar_resnet(20, width),
     "cifar_resnet56": lambda width=16: cifar_resnet(56, width),
     "resnet9": resnet9,
-    "resnet18": lambda cifar_stem=True: torchvision_resnet("resnet18", cifar_stem),
-    "resnet50": lambda cifar_stem=True: torchvision_resnet("resnet50", cifar_stem),
+    "resnet18": partial(torchvision_resnet, "resnet18"),
+    "resnet50": partial(torchvision_resnet, "resnet50"),
     "mobilenetv2": mobilenetv2,
     "densenet121": densenet121,
     "vgg16_bn": vgg16_bn,

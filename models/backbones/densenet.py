@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torchvision.models import densenet
 
 from models.backbones import Backbone, Block
+from models.backbones.torchvision_weights import load_pretrained
 
 
 class DenseStep(nn.Module):
@@ -27,11 +28,19 @@ class FinalNorm(nn.Sequential):
     """DenseNet's closing norm + relu, attached to the last dense layer."""
 
 
-def densenet121(growth_rate: int = 32, cifar_stem: bool = True) -> Backbone:
+def densenet121(growth_rate: int = 32, cifar_stem: bool = True, pretrained: bool = False) -> Backbone:
+    """`cifar_stem`: a stride-1 3×3 conv replaces conv/norm/relu/max-pool, for 32×32 inputs.
+    `pretrained`: torchvision's ImageNet weights (downloads; growth_rate 32 only)."""
+    if pretrained and growth_rate != 32:
+        raise ValueError(f"torchvision has ImageNet weights for DenseNet-121 growth_rate=32 only, got {growth_rate}")
     net = densenet.DenseNet(growth_rate=growth_rate, block_config=(6, 12, 24, 16), num_init_features=2 * growth_rate)
+    if pretrained:
+        load_pretrained(net, densenet.DenseNet121_Weights.DEFAULT)
     f = net.features
     if cifar_stem:
-        stem = nn.Sequential(nn.Conv2d(3, 2 * growth_rate, 3, 1, 1, bias=False))
+        conv = nn.Conv2d(3, 2 * growth_rate, 3, 1, 1, bias=False)
+        nn.init.kaiming_normal_(conv.weight)  # as torchvision initialises DenseNet convs
+        stem = nn.Sequential(conv)
     else:
         stem = nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0)
     blocks: list[Block] = []
