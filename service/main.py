@@ -1,0 +1,57 @@
+"""`create_app(settings)`: the FastAPI app factory. The model loads in the lifespan, never at import;
+the engine's thread warms up and calibrates, then `/readyz` turns ready. On shutdown uvicorn first
+stops accepting and lets in-flight requests finish (the engine keeps answering them), then the
+lifespan closes the engine, which answers anything still queued before its thread ends.
+
+Several workers: `uvicorn --factory service.main:create_app --workers N` (settings from ELASTIC_*).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from service.errors import install_error_handlers
+from service.metrics import multiprocess_dir
+from service.routes import router
+from service.settings import Settings
+from service.state import build_service
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Anytime image classification with an elastic (multi-exit) network.
+
+Every request may carry a latency budget (`budget_ms`), a compute budget (`budget_mflops`) and a
+confidence target (`min_confidence`); the server runs the network stage by stage and answers from
+the deepest exit that fits, instead of timing out."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await anyio.to_thread.run_sync(build_service, settings)
+        app.state.service = service
+        service.engine.start()
+        try:
+            yield
+        finally:
+            service.shutting_down = True
+            log.info("shutting down: answering %d queued requests", service.engine.queue_depth)
+            await anyio.to_thread.run_sync(service.engine.stop, settings.drain_timeout_s)
+            if multiprocess_dir():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
+
+    app = FastAPI(title="Elastic", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

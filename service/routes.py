@@ -1,0 +1,354 @@
+"""HTTP routes. Request bodies are read and parsed by hand (not by FastAPI parameters) so that the
+receive time is taken first, the byte limit is enforced while reading, and every bad input gets a
+precise 4xx. Decoding runs in worker threads; the model runs in the engine's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+
+from service.engine import DeadlineUnmeetableError, InferenceError, Job, QueueFullError, UnavailableError
+from service.errors import ApiError, field_errors, summary
+from service.imaging import ImageError
+from service.policy import Budget
+from service.schemas import (
+    ClassifyJSON,
+    ClassifyOptions,
+    ClassifyResponse,
+    ErrorResponse,
+    ExitInfo,
+    LatencyStats,
+    ModelInfo,
+    TopK,
+)
+from service.state import ServiceState
+
+router = APIRouter()
+
+_FORM_FIELDS = ("budget_ms", "budget_mflops", "min_confidence", "top_k")
+
+
+def get_service(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+Service = Annotated[ServiceState, Depends(get_service)]
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+def _openapi_body() -> dict[str, Any]:
+    options = ClassifyOptions.model_json_schema()["properties"]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {"image": {"type": "string", "format": "binary"}, **options},
+                    },
+                    "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp, image/bmp"}},
+                },
+                "application/json": {"schema": ClassifyJSON.model_json_schema()},
+            },
+        }
+    }
+
+
+# -- body reading and parsing ------------------------------------------------------------------------
+
+
+def _check_content_length(request: Request, limit: int) -> None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return
+    try:
+        length = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_content_length", f"Content-Length {raw!r} is not a number") from None
+    if length > limit:
+        raise ApiError(413, "body_too_large", f"the body is {length} bytes; the limit is {limit}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it grows past `limit` rather than after buffering it all."""
+    chunks, total = [], 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away while sending the body") from None
+    body = b"".join(chunks)
+    if not body:
+        raise ApiError(400, "empty_body", "the request body is empty; send an image (multipart or JSON)")
+    return body
+
+
+def _validation_error(err: ValidationError) -> ApiError:
+    errors = field_errors(err.errors())
+    return ApiError(422, "invalid_field", summary(errors), errors=errors)
+
+
+def _b64_image(text: str, max_bytes: int) -> bytes:
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    text = "".join(text.split())
+    if len(text) * 3 // 4 > max_bytes + 2:
+        raise ApiError(413, "image_too_large", f"the image exceeds the limit of {max_bytes} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", "the 'image' field is not valid base64") from None
+
+
+def _parse_json(body: bytes, context: dict[str, Any], max_bytes: int) -> tuple[bytes, ClassifyOptions]:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {err}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_body", f"the JSON body must be an object, not {type(payload).__name__}")
+    try:
+        parsed = ClassifyJSON.model_validate(payload, strict=True, context=context)
+    except ValidationError as err:
+        raise _validation_error(err) from None
+    options = ClassifyOptions.model_validate(parsed.model_dump(exclude={"image"}), context=context)
+    return _b64_image(parsed.image, max_bytes), options
+
+
+async def _body_stream(body: bytes) -> AsyncGenerator[bytes, None]:
+    yield body
+
+
+async def _parse_multipart(
+    request: Request, body: bytes, context: dict[str, Any], max_bytes: int
+) -> tuple[bytes, ClassifyOptions]:
+    parser = MultiPartParser(request.headers, _body_stream(body), max_files=1, max_fields=len(_FORM_FIELDS) + 4)
+    try:
+        form = await parser.parse()
+    except MultiPartException as err:
+        raise ApiError(400, "malformed_multipart", f"the multipart body cannot be parsed: {err.message}") from None
+    try:
+        image = form.get("image")
+        if image is None:
+            raise ApiError(422, "invalid_field", "image: a file field named 'image' is required",
+                           errors=[{"field": "image", "message": "field required", "type": "missing"}])  # fmt: skip
+        if not isinstance(image, UploadFile):
+            raise ApiError(422, "invalid_field", "image: must be a file upload, not a text field",
+                           errors=[{"field": "image", "message": "must be a file", "type": "file_type"}])  # fmt: skip
+        fields: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if key == "image":
+                continue
+            if isinstance(value, UploadFile):
+                raise ApiError(422, "invalid_field", f"{key}: must be a text field, not a file")
+            if value.strip():
+                fields[key] = value.strip()
+        try:
+            options = ClassifyOptions.model_validate(fields, context=context)
+        except ValidationError as err:
+            raise _validation_error(err) from None
+        data = await image.read()
+    finally:
+        await form.close()
+    if len(data) > max_bytes:
+        raise ApiError(413, "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+    return data, options
+
+
+# -- routes ------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/classify",
+    response_model=ClassifyResponse,
+    summary="Classify an image within a latency and/or compute budget",
+    description=(
+        "Send the image as multipart (`image` file + optional form fields) or as JSON (`image` base64). "
+        "The server runs the network stage by stage and answers from the deepest exit that fits "
+        "`budget_ms` (from when it received the request), `budget_mflops` and `min_confidence`."
+    ),
+    responses=_error_responses(400, 413, 415, 422, 503, 504),
+    openapi_extra=_openapi_body(),
+)
+async def classify(request: Request, service: Service) -> ClassifyResponse:
+    received = service.engine.clock()
+    with service.metrics.tracking():
+        try:
+            return await _classify(request, service, received)
+        except ApiError as err:
+            service.metrics.outcome(err.outcome)
+            raise
+
+
+async def _classify(request: Request, service: ServiceState, received: float) -> ClassifyResponse:
+    settings, engine, runner = service.settings, service.engine, service.runner
+    retry = {"Retry-After": str(settings.retry_after_s)}
+    if not engine.accepting:
+        state = "shutting down" if service.shutting_down else "not ready (warming up)"
+        raise ApiError(503, "unavailable", f"the server is {state}", headers=retry, outcome="rejected")
+
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("multipart/form-data", "application/json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media_type or '(none)'!r} is not accepted; send multipart/form-data with an "
+            "'image' file, or application/json with 'image' as base64",
+        )
+    _check_content_length(request, settings.max_body_bytes)
+    body = await _read_body(request, settings.max_body_bytes)
+    context = {
+        "max_budget_ms": settings.max_budget_ms,
+        "max_budget_mflops": settings.max_budget_mflops,
+        "num_classes": len(runner.classes),
+    }
+    if media_type == "application/json":
+        data, options = _parse_json(body, context, settings.max_image_bytes)
+    else:
+        data, options = await _parse_multipart(request, body, context, settings.max_image_bytes)
+    del body
+    try:
+        tensor = await anyio.to_thread.run_sync(service.prepare, data, limiter=service.decode_limiter)
+    except ImageError as err:
+        raise ApiError(err.status, err.code, err.message) from None
+
+    budget_ms = options.budget_ms if options.budget_ms is not None else settings.default_budget_ms
+    budget = Budget(
+        deadline=None if budget_ms is None else received + budget_ms / 1e3,
+        max_mflops=options.budget_mflops,
+        min_confidence=options.min_confidence,
+    )
+    if settings.reject_unmeetable and not engine.can_meet(budget):
+        raise _unmeetable(engine.predicted_first_s() * 1e3 + settings.response_margin_ms)
+    job = Job(tensor, budget, received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
+    try:
+        engine.submit(job)
+        answer = await job.future
+    except QueueFullError as err:
+        detail = f"the server is at capacity: {err}"
+        raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected") from None
+    except UnavailableError as err:
+        raise ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected") from None
+    except DeadlineUnmeetableError:
+        raise _unmeetable(engine.predicted_first_s() * 1e3 + settings.response_margin_ms) from None
+    except InferenceError as err:
+        raise ApiError(500, "inference_failed", str(err)) from None
+
+    classes = runner.classes
+    return ClassifyResponse(
+        label=classes[answer.class_id],
+        class_id=answer.class_id,
+        confidence=answer.confidence,
+        exit=answer.exit_index,
+        exit_name=runner.model.exit_names[answer.exit_index],
+        num_exits=runner.num_exits,
+        mflops=answer.mflops,
+        latency_ms=round(answer.latency_s * 1e3, 4),
+        queue_ms=round(answer.queue_s * 1e3, 4),
+        budget_ms=budget_ms,
+        budget_mflops=options.budget_mflops,
+        budget_met=answer.budget_met,
+        stopped_by=answer.reason.value,
+        top_k=None
+        if answer.top_k is None
+        else [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k],
+    )
+
+
+def _unmeetable(needed_ms: float) -> ApiError:
+    return ApiError(
+        504,
+        "deadline_unmeetable",
+        f"budget_ms cannot be met: even the first exit needs about {needed_ms:.2f} ms now",
+        outcome="rejected",
+    )
+
+
+@router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")
+async def model_info(service: Service) -> ModelInfo:
+    runner, settings, profile = service.runner, service.settings, service.profile
+    snapshot = profile.snapshot()
+    exits = []
+    for k, meta in enumerate(runner.meta["exits"]):
+        exits.append(
+            ExitInfo(
+                index=k,
+                name=str(meta["name"]),
+                mflops=float(meta["mflops"]),
+                anytime_mflops=runner.exit_mflops[k],
+                params=int(meta["params"]),
+                accuracy=meta.get("accuracy"),
+                latency={b: LatencyStats(**s) for b, s in snapshot[k].items()},
+                cumulative_p95_ms_batch1=round(profile.predict_path(k, 1, "p95") * 1e3, 4),
+            )
+        )
+    return ModelInfo(
+        name=service.model_name,
+        checkpoint=str(service.checkpoint_path),
+        dataset=runner.meta.get("dataset"),
+        device=str(runner.device),
+        input_size=list(runner.input_size),
+        classes=list(runner.classes),
+        num_exits=runner.num_exits,
+        ready=service.engine.accepting,
+        exits=exits,
+        serving={
+            "max_batch_size": settings.max_batch_size,
+            "max_batch_wait_ms": settings.max_batch_wait_ms,
+            "queue_limit": settings.queue_limit,
+            "default_budget_ms": settings.default_budget_ms,
+            "max_budget_ms": settings.max_budget_ms,
+            "response_margin_ms": settings.response_margin_ms,
+            "profile_quantile": settings.profile_quantile,
+            "reject_unmeetable": settings.reject_unmeetable,
+            "max_image_bytes": settings.max_image_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+        },
+    )
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/v2/health/live", summary="Liveness (KServe v2 alias)")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: model loaded, warmed up and calibrated", responses=_error_responses(503))
+@router.get("/v2/health/ready", summary="Readiness (KServe v2 alias)", responses=_error_responses(503))
+async def readyz(service: Service) -> Response:
+    engine = service.engine
+    if engine.accepting:
+        return JSONResponse({"status": "ready"})
+    if engine.error is not None:
+        detail = f"the inference thread failed: {engine.error}"
+    elif service.shutting_down:
+        detail = "shutting down"
+    else:
+        detail = "warming up and calibrating the latency profile"
+    return JSONResponse({"error": "not_ready", "detail": detail}, status_code=503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(service: Service) -> Response:
+    content, media_type = service.metrics.render()
+    return Response(content, media_type=media_type)

@@ -1,0 +1,89 @@
+"""Server settings: defaults < `ELASTIC_*` environment variables < explicit overrides (CLI flags).
+
+A plain pydantic model rather than pydantic-settings: one small `from_env` is all we need, and it keeps
+the dependency list short. Every field `foo_bar` is read from `ELASTIC_FOO_BAR`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "ELASTIC_"
+
+
+class SettingsError(ValueError):
+    """Settings from the environment or flags are invalid; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoint: str | None = Field(None, description="checkpoint directory; empty: the shipped one")
+    device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'…")
+    torch_threads: int = Field(0, ge=0, le=256, description="intra-op threads for the model; 0: torch's default")
+
+    # batching and admission
+    max_batch_size: int = Field(8, ge=1, le=1024)
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=10_000, allow_inf_nan=False)
+    queue_limit: int = Field(256, ge=1, le=1_000_000, description="requests waiting to run; more → 503")
+    retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After header on 503")
+    reject_unmeetable: bool = Field(False, description="504 instead of an exit-0 answer when even exit 0 is late")
+    drain_timeout_s: float = Field(30.0, ge=0, le=3600, allow_inf_nan=False)
+
+    # budgets
+    default_budget_ms: float | None = Field(None, gt=0, allow_inf_nan=False, description="None: final exit")
+    max_budget_ms: float = Field(60_000.0, gt=0, allow_inf_nan=False)
+    max_budget_mflops: float = Field(1e9, gt=0, allow_inf_nan=False)
+    response_margin_ms: float = Field(1.0, ge=0, le=10_000, allow_inf_nan=False)
+
+    # latency profile
+    profile_quantile: Literal["p50", "p95"] = "p95"
+    profile_window: int = Field(256, ge=8, le=100_000, description="observed stage times kept per exit × bucket")
+    warmup_runs: int = Field(3, ge=0, le=1000)
+    calibration_runs: int = Field(20, ge=1, le=10_000)
+
+    # input limits
+    max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
+    max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000, description="decompression-bomb guard")
+    decode_threads: int = Field(4, ge=1, le=256, description="images decoded at once (memory bound)")
+
+    @model_validator(mode="after")
+    def _budget_fits_range(self) -> Settings:
+        if self.default_budget_ms is not None and self.default_budget_ms > self.max_budget_ms:
+            raise ValueError("default_budget_ms must not exceed max_budget_ms")
+        return self
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body: a base64 image is 4/3 of its bytes, plus room for the other fields."""
+        return self.max_image_bytes * 4 // 3 + 64 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `ELASTIC_*` from `env` (default: os.environ), then non-None `overrides`."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw.strip() != "":
+                values[name] = raw.strip()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(str(p) for p in e['loc']).upper() or '?'}: {e['msg']}" for e in err.errors()
+            )
+            raise SettingsError(f"invalid settings: {problems}") from None
+
+    def to_env(self) -> dict[str, str]:
+        """`ELASTIC_*` variables that reproduce these settings (how `elastic serve` hands them to workers)."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[ENV_PREFIX + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env

@@ -1,0 +1,84 @@
+"""What one app serves: settings, model runner, profile, engine, metrics. Built in the lifespan and
+kept on `app.state.service`; routes reach it through one dependency (`routes.get_service`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.pretrained import default_checkpoint
+from service.engine import Engine, EngineConfig
+from service.imaging import decode_image
+from service.metrics import Metrics
+from service.profile import LatencyProfile, batch_buckets
+from service.runner import ModelRunner, resolve_device
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    checkpoint_path: Path
+    runner: ModelRunner
+    profile: LatencyProfile
+    engine: Engine
+    metrics: Metrics
+    decode_limiter: anyio.CapacityLimiter = field(repr=False)
+    shutting_down: bool = False
+
+    @property
+    def model_name(self) -> str:
+        return str(self.runner.meta["arch"]["name"])
+
+    def prepare(self, data: bytes) -> torch.Tensor:
+        """Image bytes → model input tensor. Blocking: run it in a worker thread."""
+        image = decode_image(
+            data, self.settings.max_image_pixels, channels=self.runner.channels, min_side=self.runner.min_side
+        )
+        return self.runner.preprocess(image)
+
+
+def build_service(settings: Settings) -> ServiceState:
+    """Load the checkpoint and wire the parts; the engine is not started yet (no calibration here)."""
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
+    started = time.perf_counter()
+    checkpoint = load_checkpoint(path, device)
+    runner = ModelRunner(checkpoint, device)
+    log.info(
+        "loaded %s (%d exits) from %s on %s in %.2fs",
+        checkpoint.meta["arch"]["name"], runner.num_exits, path, device, time.perf_counter() - started,
+    )  # fmt: skip
+    profile = LatencyProfile(runner.num_exits, batch_buckets(settings.max_batch_size), settings.profile_window)
+    metrics = Metrics(runner.num_exits)
+    metrics.set_model(str(checkpoint.meta["arch"]["name"]), path.name, str(device), runner.num_exits)
+    config = EngineConfig(
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1e3,
+        queue_limit=settings.queue_limit,
+        margin_s=settings.response_margin_ms / 1e3,
+        quantile=settings.profile_quantile,
+        reject_unmeetable=settings.reject_unmeetable,
+        warmup_runs=settings.warmup_runs,
+        calibration_runs=settings.calibration_runs,
+    )
+    engine = Engine(runner, profile, config, observer=metrics)
+    return ServiceState(
+        settings=settings,
+        checkpoint_path=path,
+        runner=runner,
+        profile=profile,
+        engine=engine,
+        metrics=metrics,
+        decode_limiter=anyio.CapacityLimiter(settings.decode_threads),
+    )
