@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint install bench clean
+.PHONY: serve test lint install bench clean check-deploy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# tests/deploy needs real prometheus/promtool binaries: it runs in `make check-deploy`
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/deploy
+
+# Deploy checks with the real tools (README "Deploy"): static checks, then a live server scraped by a real
+# Prometheus. Needs Debian's prometheus and docker-compose (.ci/run installs them).
+$(VENV)/.installed-deploy: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,deploy]'
+	touch $@
+
+check-deploy: $(VENV)/.installed-deploy
+	VENV=$(VENV) bash scripts/check_deploy.sh
+	$(BIN)/python -m pytest -q tests/deploy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
