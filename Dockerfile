@@ -16,7 +16,6 @@ COPY elastic_cli/ elastic_cli/
 COPY models/ models/
 COPY service/ service/
 COPY training/ training/
-COPY deploy/docker/entrypoint.sh /usr/local/bin/elastic-entrypoint
 
 # Constrain pip to the torch/torchvision the base ships: if the project ever asks for other versions the build
 # fails here instead of silently pulling a multi-GB wheel. No extras: training tools (tqdm, matplotlib) stay out.
@@ -29,12 +28,13 @@ RUN python3 -c "import torch, torchvision; print(f'torch=={torch.__version__}');
     && python3 -I -c "from models.pretrained import default_checkpoint as d; assert (d() / 'model.safetensors').is_file(), d()" \
     && groupadd --gid 10001 elastic \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin elastic \
-    && mkdir -p /models /tmp/elastic-metrics \
-    && chown elastic:elastic /models /tmp/elastic-metrics
+    && mkdir -p /models \
+    && chown elastic:elastic /models
 
 # /models: mount other checkpoints here and point ELASTIC_CHECKPOINT at one (see README "Deploy").
-# ELASTIC_WORKERS > 1 runs several uvicorn workers; the entrypoint then points PROMETHEUS_MULTIPROC_DIR at
-# /tmp/elastic-metrics (emptied at every start) so that /metrics merges them.
+# `elastic serve` reads ELASTIC_HOST/PORT/WORKERS and every other ELASTIC_* setting itself; with
+# ELASTIC_WORKERS > 1 it points PROMETHEUS_MULTIPROC_DIR at an emptied directory (a fresh one under /tmp
+# unless set), so that /metrics merges all workers.
 ENV ELASTIC_HOST=0.0.0.0 \
     ELASTIC_PORT=8000 \
     ELASTIC_WORKERS=1
@@ -48,4 +48,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ELASTIC_PORT', '8000'), timeout=4)"]
 
-ENTRYPOINT ["elastic-entrypoint"]
+# the same command runs the server outside the image; arguments after the image name are appended
+ENTRYPOINT ["elastic", "serve"]

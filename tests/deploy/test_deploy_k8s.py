@@ -13,8 +13,8 @@ from deploy_helpers import K8S, REPO, RULES, load_yaml, load_yaml_docs
 from service.settings import ENV_PREFIX, Settings
 
 K8S_VERSIONS = ["1.29", kubernetes_validate.latest_version()]
-# variables the image's entrypoint reads itself (deploy/docker/entrypoint.sh), not Settings fields
-ENTRYPOINT_ENV = {"ELASTIC_HOST", "ELASTIC_PORT", "ELASTIC_WORKERS"}
+# variables `elastic serve` reads for its own flags (elastic_cli/serve_cmd.py), not Settings fields
+CLI_ENV = {"ELASTIC_HOST", "ELASTIC_PORT", "ELASTIC_WORKERS"}
 
 # The Prometheus Operator's kinds have no schema in kubernetes-validate. These are the parts of the CRD schemas
 # (monitoring.coreos.com/v1) our manifests use, closed with additionalProperties=false so a typo fails.
@@ -168,7 +168,9 @@ def test_config_env_names_are_settings_the_server_reads() -> None:
     container = _container()
     (source,) = container["envFrom"]
     assert source["configMapRef"]["name"] == objects["ConfigMap"]["metadata"]["name"]
-    known = {ENV_PREFIX + field.upper() for field in Settings.model_fields} | ENTRYPOINT_ENV
+    serve_source = (REPO / "elastic_cli" / "serve_cmd.py").read_text()
+    assert all(f'"{name}"' in serve_source for name in CLI_ENV)
+    known = {ENV_PREFIX + field.upper() for field in Settings.model_fields} | CLI_ENV
     names = set(objects["ConfigMap"]["data"]) | {var["name"] for var in container.get("env", [])}
     assert names <= known, names - known
 
