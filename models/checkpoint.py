@@ -208,11 +208,16 @@ def _check_state(model: ElasticNet, state: dict[str, torch.Tensor]) -> None:
         raise CheckpointError(
             f"weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    mismatched = [
+        f"{key}: file {tuple(tensor.shape)}, model {tuple(expected[key].shape)}"
+        for key, tensor in sorted(state.items())
+        if tensor.shape != expected[key].shape
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"shape mismatch in {len(mismatched)} tensors (weights of another model size?): {'; '.join(mismatched[:3])}"
+        )
     for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise CheckpointError(
-                f"shape mismatch for {key}: file {tuple(tensor.shape)}, model {tuple(expected[key].shape)}"
-            )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"weights hold non-finite values (NaN/inf) in {key}")
 

@@ -1,0 +1,38 @@
+"""The checkpoint shipped with the project loads, and its metadata matches its model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.checkpoint import build_metadata, load_checkpoint
+from models.pretrained import default_checkpoint
+from models.transforms import eval_transform
+
+
+def test_shipped_checkpoint_loads_and_its_metadata_matches_the_model() -> None:
+    ckpt = load_checkpoint(default_checkpoint())
+    meta = ckpt.meta
+    recomputed = build_metadata(
+        ckpt.model,
+        meta["arch"]["name"],
+        meta["arch"]["args"],
+        ckpt.classes,
+        meta["input_size"],
+        meta["mean"],
+        meta["std"],
+    )
+    for stored, fresh in zip(meta["exits"], recomputed["exits"], strict=True):
+        assert stored["name"] == fresh["name"]
+        assert stored["params"] == fresh["params"]
+        assert stored["mflops"] == pytest.approx(fresh["mflops"], abs=1e-3)
+        assert stored["anytime_mflops"] == pytest.approx(fresh["anytime_mflops"], abs=1e-3)
+
+
+def test_shipped_checkpoint_classifies_an_image_at_every_exit() -> None:
+    ckpt = load_checkpoint(default_checkpoint())
+    transform = eval_transform(ckpt.meta["input_size"], ckpt.meta["mean"], ckpt.meta["std"])
+    image = torch.randint(0, 256, (3, 48, 40), dtype=torch.uint8)  # any size: resized and cropped
+    with torch.no_grad():
+        logits = ckpt.model(transform(image).unsqueeze(0))
+    assert [tuple(out.shape) for out in logits] == [(1, len(ckpt.classes))] * ckpt.model.num_exits
