@@ -34,9 +34,12 @@ _FLAG_FIELDS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None, help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    env = os.environ
+    parser.add_argument("--host", default=env.get("ELASTIC_HOST") or "127.0.0.1", help="bind address (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(env.get("ELASTIC_PORT") or 8000), help="port (8000)")
+    parser.add_argument(
+        "--workers", type=int, default=int(env.get("ELASTIC_WORKERS") or 1), help="uvicorn worker processes (1)"
+    )
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N  [ELASTIC_DEVICE]")
     parser.add_argument("--torch-threads", type=int, help="intra-op threads, 0: torch default  [ELASTIC_TORCH_THREADS]")
     parser.add_argument("--max-batch-size", type=int, help="largest batch (default 8)  [ELASTIC_MAX_BATCH_SIZE]")

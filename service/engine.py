@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.policy import Budget, Reason, decide, first_exit_fits, latest_batch_start
+from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits
 from service.profile import LatencyProfile, calibrate
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class Observer(Protocol):
     def stage(self, index: int, batch_size: int, seconds: float) -> None: ...
     def batch(self, size: int) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
+    def queued(self, depth: int) -> None: ...
     def answered(self, answer: Answer, budget: Budget) -> None: ...
 
 
@@ -146,7 +147,9 @@ class Engine:
             job.seq = next(self._seq)
             job.enqueued = self.clock()
             heapq.heappush(self._heap, job)
+            depth = len(self._heap)
             self._cond.notify()
+        self._observe("queued", depth)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop accepting, answer everything already queued, then end the thread (blocking).
@@ -186,8 +189,8 @@ class Engine:
     def _next_batch(self) -> list[Job] | None:
         """Wait for work, then gather up to max_batch_size jobs by EDF; None once closed and drained.
 
-        After the first job the batcher waits up to max_wait for more, but never past the moment the
-        most urgent job must start to still be answered in time at exit 0.
+        After the first job the batcher waits up to max_wait for more, but never longer than the most
+        urgent job can spare without losing an exit (see `policy.affordable_wait`).
         """
         cfg = self.config
         with self._cond:
@@ -197,9 +200,11 @@ class Engine:
                 self._cond.wait()
             collecting_since = self.clock()
             while len(self._heap) < cfg.max_batch_size and not self._closed:
+                now = self.clock()
                 size = min(len(self._heap) + 1, cfg.max_batch_size)
-                latest = latest_batch_start(self._heap[0].budget, self.predicted_first_s(size), cfg.margin_s)
-                timeout = min(collecting_since + cfg.max_wait_s, latest) - self.clock()
+                stage_s = [self.profile.predict(k, size, cfg.quantile) for k in range(self.profile.num_exits)]
+                spare = affordable_wait(self._heap[0].budget, now, stage_s, cfg.margin_s)
+                timeout = min(collecting_since + cfg.max_wait_s - now, spare)
                 if timeout <= 0 or not self._cond.wait(timeout):
                     break
             batch = []
@@ -207,7 +212,9 @@ class Engine:
                 job = heapq.heappop(self._heap)
                 if not job.future.done():  # the client may have gone away
                     batch.append(job)
-            return batch
+            depth = len(self._heap)
+        self._observe("queued", depth)
+        return batch
 
     def _run(self, batch: list[Job]) -> None:
         cfg, runner = self.config, self.runner

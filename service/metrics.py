@@ -97,6 +97,9 @@ class Metrics:
     def queue_wait(self, seconds: float) -> None:
         self.queue_wait_hist.observe(max(0.0, seconds))
 
+    def queued(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
     def answered(self, answer: Answer, budget: Budget) -> None:
         exit_label = str(answer.exit_index)
         self.exit_latency.labels(exit=exit_label).observe(answer.latency_s)

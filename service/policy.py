@@ -73,6 +73,21 @@ def first_exit_fits(budget: Budget, now: float, predicted_first_s: float, margin
     return budget.deadline is None or now + predicted_first_s + margin_s <= budget.deadline
 
 
-def latest_batch_start(budget: Budget, predicted_first_s: float, margin_s: float) -> float:
-    """The last moment the batcher may start a batch holding this request and still meet it at exit 0."""
-    return budget.urgency - predicted_first_s - margin_s
+def affordable_wait(budget: Budget, now: float, stage_s: list[float], margin_s: float) -> float:
+    """How long a batch holding this request may still wait to start without costing it an exit.
+
+    `stage_s[k]` is the predicted time of stage k + head k. The request, started now, would reach the
+    deepest exit whose path fits before its deadline; the slack beyond that path is what it can spare.
+    A request that cannot make even exit 0 spares nothing; one without a deadline spares everything.
+    """
+    if budget.deadline is None:
+        return math.inf
+    left = budget.deadline - now - margin_s
+    path = 0.0
+    for seconds in stage_s:
+        if path + seconds > left:
+            break
+        path += seconds
+    if path == 0.0 and stage_s:
+        return 0.0
+    return max(0.0, left - path)

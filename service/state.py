@@ -3,6 +3,7 @@ kept on `app.state.service`; routes reach it through one dependency (`routes.get
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import torch
+from PIL import Image
 
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
@@ -45,6 +47,13 @@ class ServiceState:
         )
         return self.runner.preprocess(image)
 
+    def warm_decode(self) -> None:
+        """Run decode + preprocess once per common format, so the first request skips lazy set-up."""
+        for fmt in ("PNG", "JPEG"):
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 48), (128, 64, 32)).save(buffer, fmt)
+            self.prepare(buffer.getvalue())
+
 
 def build_service(settings: Settings) -> ServiceState:
     """Load the checkpoint and wire the parts; the engine is not started yet (no calibration here)."""
@@ -73,7 +82,7 @@ def build_service(settings: Settings) -> ServiceState:
         calibration_runs=settings.calibration_runs,
     )
     engine = Engine(runner, profile, config, observer=metrics)
-    return ServiceState(
+    service = ServiceState(
         settings=settings,
         checkpoint_path=path,
         runner=runner,
@@ -82,3 +91,5 @@ def build_service(settings: Settings) -> ServiceState:
         metrics=metrics,
         decode_limiter=anyio.CapacityLimiter(settings.decode_threads),
     )
+    service.warm_decode()
+    return service

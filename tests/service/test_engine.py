@@ -1,0 +1,220 @@
+"""The engine with the real runner on the tiny model. Deadlines use a simulated clock that advances
+10 ms per stage (a slow device), so which exit a request reaches does not depend on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from models.checkpoint import Checkpoint, build_metadata
+from models.registry import create_model
+from service.engine import (
+    Answer,
+    DeadlineUnmeetableError,
+    Engine,
+    EngineConfig,
+    Job,
+    QueueFullError,
+    UnavailableError,
+)
+from service.policy import Budget, Reason
+from service.profile import LatencyProfile
+from service.runner import ModelRunner
+
+STAGE_S = 0.010
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+class SimulatedClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowDevice(ModelRunner):
+    """The real runner, on a device whose every stage takes exactly STAGE_S of simulated time."""
+
+    def __init__(self, checkpoint: Checkpoint, clock: SimulatedClock) -> None:
+        super().__init__(checkpoint, torch.device("cpu"))
+        self.clock = clock
+        self.batch_sizes: list[int] = []
+
+    def step(self, index, features):  # type: ignore[no-untyped-def]
+        if index == 0:
+            self.batch_sizes.append(features.shape[0])
+        self.clock.now += STAGE_S
+        return super().step(index, features)
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> Checkpoint:
+    torch.manual_seed(0)
+    model = create_model("tiny").eval()
+    meta = build_metadata(model, "tiny", {}, CLASSES, (3, 32, 32), [0.5] * 3, [0.25] * 3)
+    return Checkpoint(model=model, meta=meta)
+
+
+def make_engine(checkpoint: Checkpoint, **config) -> tuple[Engine, SimulatedClock, SlowDevice]:
+    clock = SimulatedClock()
+    runner = SlowDevice(checkpoint, clock)
+    profile = LatencyProfile(runner.num_exits, [1, 2, 4, 8])
+    for k in range(runner.num_exits):  # a calibrated profile of the simulated device
+        for b in (1, 2, 4, 8):
+            profile.observe(k, b, STAGE_S)
+    defaults = {"max_batch_size": 8, "max_wait_s": 0.0, "margin_s": 0.0}
+    engine = Engine(runner, profile, EngineConfig(**{**defaults, **config}), clock=clock)
+    return engine, clock, runner
+
+
+def run(engine: Engine, budgets: list[Budget], top_k: int | None = None, on_done: Callable | None = None) -> list:
+    """Queue one job per budget (all before the engine starts, so they can share a batch), serve, stop."""
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        jobs = []
+        for i, budget in enumerate(budgets):
+            job = Job(torch.rand(3, 32, 32), budget, engine.clock(), loop.create_future(), top_k=top_k)
+            if on_done:
+                job.future.add_done_callback(lambda _, i=i: on_done(i))
+            engine.submit(job)
+            jobs.append(job)
+        engine.start(calibrate_first=False)
+        results = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs), return_exceptions=True), 30)
+        await asyncio.to_thread(engine.stop, 5.0)
+        return results
+
+    return asyncio.run(main())
+
+
+def test_one_batch_different_deadlines_leave_at_different_exits(checkpoint: Checkpoint) -> None:
+    engine, clock, runner = make_engine(checkpoint)
+    t0 = clock.now
+    # exit k answers at t0 + (k + 1) * 10 ms
+    budgets = [Budget(), Budget(deadline=t0 + 0.025), Budget(deadline=t0 + 0.015), Budget(deadline=t0 + 0.005)]
+    answers = run(engine, budgets)
+    assert runner.batch_sizes == [4]  # one batch
+    assert [a.exit_index for a in answers] == [2, 1, 0, 0]
+    assert [a.reason for a in answers] == [Reason.FINAL, Reason.DEADLINE, Reason.DEADLINE, Reason.DEADLINE]
+    assert [a.budget_met for a in answers] == [True, True, True, False]  # the last could not make even exit 0
+    assert answers[1].latency_s == pytest.approx(0.020)
+    assert answers[1].slack_s == pytest.approx(0.005)
+    assert answers[3].slack_s == pytest.approx(-0.005)
+
+
+def test_one_batch_different_compute_budgets(checkpoint: Checkpoint) -> None:
+    engine, _, runner = make_engine(checkpoint)
+    mflops = runner.exit_mflops
+    budgets = [Budget(max_mflops=mflops[2]), Budget(max_mflops=mflops[1]), Budget(max_mflops=mflops[0] / 2)]
+    answers = run(engine, budgets, top_k=3)
+    assert [a.exit_index for a in answers] == [2, 1, 0]
+    assert [a.mflops for a in answers] == [mflops[2], mflops[1], mflops[0]]
+    assert [a.reason for a in answers] == [Reason.FINAL, Reason.COMPUTE, Reason.COMPUTE]
+    for a in answers:
+        assert len(a.top_k) == 3 and a.top_k[0] == (a.class_id, pytest.approx(a.confidence))
+        assert a.top_k[0][1] >= a.top_k[1][1] >= a.top_k[2][1]
+
+
+def test_confidence_stops_at_exit_zero(checkpoint: Checkpoint) -> None:
+    engine, _, _ = make_engine(checkpoint)
+    # with 10 classes the top probability is always >= 0.1
+    answers = run(engine, [Budget(min_confidence=0.1), Budget()])
+    assert [a.exit_index for a in answers] == [0, 2]
+    assert answers[0].reason is Reason.CONFIDENT
+
+
+def test_earliest_deadline_first(checkpoint: Checkpoint) -> None:
+    engine, clock, runner = make_engine(checkpoint, max_batch_size=1)
+    t0 = clock.now
+    deadlines = [t0 + 5.0, t0 + 1.0, None, t0 + 3.0, t0 + 2.0, None]
+    order: list[int] = []
+    run(engine, [Budget(deadline=d) for d in deadlines], on_done=order.append)
+    assert order == [1, 4, 3, 0, 2, 5]  # by deadline; no deadline last, in arrival order
+    assert runner.batch_sizes == [1] * 6
+
+
+def test_full_queue_rejects(checkpoint: Checkpoint) -> None:
+    engine, clock, _ = make_engine(checkpoint, queue_limit=2)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        jobs = [Job(torch.rand(3, 32, 32), Budget(), clock(), loop.create_future()) for _ in range(3)]
+        engine.submit(jobs[0])
+        engine.submit(jobs[1])
+        with pytest.raises(QueueFullError):
+            engine.submit(jobs[2])
+        assert engine.queue_depth == 2
+        engine.start(calibrate_first=False)
+        answers = await asyncio.gather(jobs[0].future, jobs[1].future)
+        assert all(isinstance(a, Answer) for a in answers)
+        await asyncio.to_thread(engine.stop, 5.0)
+        with pytest.raises(UnavailableError):  # closed: nothing new gets in
+            engine.submit(jobs[2])
+
+    asyncio.run(main())
+
+
+def test_stop_answers_everything_queued(checkpoint: Checkpoint) -> None:
+    engine, _, _ = make_engine(checkpoint, max_batch_size=2)
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        jobs = [Job(torch.rand(3, 32, 32), Budget(), engine.clock(), loop.create_future()) for _ in range(7)]
+        for job in jobs:
+            engine.submit(job)
+        engine.start(calibrate_first=False)
+        await asyncio.to_thread(engine.stop, 10.0)  # stop at once: the queue still drains
+        return await asyncio.gather(*(j.future for j in jobs))
+
+    answers = asyncio.run(main())
+    assert len(answers) == 7 and all(a.exit_index == 2 for a in answers)
+
+
+def test_unmeetable_deadline_can_be_rejected(checkpoint: Checkpoint) -> None:
+    engine, clock, _ = make_engine(checkpoint, reject_unmeetable=True)
+    results = run(engine, [Budget(deadline=clock.now - 1.0), Budget(deadline=clock.now + 1.0)])
+    assert isinstance(results[0], DeadlineUnmeetableError)
+    assert isinstance(results[1], Answer) and results[1].exit_index == 2
+    assert not engine.can_meet(Budget(deadline=clock.now + 0.005))
+    assert engine.can_meet(Budget(deadline=clock.now + 0.010))
+
+
+def test_observed_stage_times_update_the_profile(checkpoint: Checkpoint) -> None:
+    engine, _, _ = make_engine(checkpoint)
+    before = engine.profile.snapshot()[0]["2"]["samples"]
+    run(engine, [Budget(), Budget()])
+    assert engine.profile.snapshot()[0]["2"]["samples"] == before + 1
+
+
+class BrokenObserver:
+    def __getattr__(self, name: str) -> Callable:
+        def fail(*args: object) -> None:
+            raise RuntimeError(f"metrics backend down ({name})")
+
+        return fail
+
+
+def test_a_failing_observer_never_fails_a_request(checkpoint: Checkpoint) -> None:
+    engine, _, _ = make_engine(checkpoint)
+    engine.observer = BrokenObserver()
+    answers = run(engine, [Budget(), Budget(max_mflops=1.0)])
+    assert [a.exit_index for a in answers] == [2, 0]
+
+
+def test_calibration_sets_ready(checkpoint: Checkpoint) -> None:
+    runner = ModelRunner(checkpoint, torch.device("cpu"))
+    profile = LatencyProfile(runner.num_exits, [1, 2])
+    engine = Engine(runner, profile, EngineConfig(warmup_runs=1, calibration_runs=3))
+    assert not engine.accepting
+    engine.start()
+    assert engine.ready.wait(30)
+    assert engine.accepting and profile.calibrated
+    assert all(profile.snapshot()[k]["2"]["samples"] == 3 for k in range(runner.num_exits))
+    assert 0 < profile.predict_path(runner.num_exits - 1, 1) < math.inf
+    engine.stop(5.0)
+    assert not engine.accepting

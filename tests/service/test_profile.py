@@ -1,0 +1,103 @@
+"""The latency profile: buckets, quantiles, the sliding window and calibration."""
+
+import threading
+
+import pytest
+
+from service.profile import LatencyProfile, batch_buckets, calibrate
+
+
+def test_batch_buckets() -> None:
+    assert batch_buckets(1) == [1]
+    assert batch_buckets(8) == [1, 2, 4, 8]
+    assert batch_buckets(12) == [1, 2, 4, 8, 12]
+
+
+def test_bucket_lookup() -> None:
+    profile = LatencyProfile(2, [1, 2, 4, 8])
+    assert [profile.bucket(n) for n in (1, 2, 3, 4, 5, 8, 50)] == [1, 2, 4, 4, 8, 8, 8]
+
+
+def test_quantiles_per_exit_and_bucket() -> None:
+    profile = LatencyProfile(2, [1, 4])
+    for ms in range(1, 101):  # 1..100 ms at exit 0, batch 1
+        profile.observe(0, 1, ms / 1e3)
+    profile.observe(1, 3, 0.5)  # batch 3 lands in bucket 4
+    assert profile.predict(0, 1, "p50") == pytest.approx(0.050)
+    assert profile.predict(0, 1, "p95") == pytest.approx(0.095)
+    assert profile.predict(1, 4, "p95") == pytest.approx(0.5)
+    snap = profile.snapshot()
+    assert snap[0]["1"] == {"p50_ms": 50.0, "p95_ms": 95.0, "samples": 100}
+    assert "4" in snap[1] and "1" not in snap[1]
+
+
+def test_sliding_window_follows_the_machine() -> None:
+    profile = LatencyProfile(1, [1], window=10)
+    for _ in range(10):
+        profile.observe(0, 1, 0.010)
+    assert profile.predict(0, 1) == pytest.approx(0.010)
+    for _ in range(10):  # the machine got slower: old samples leave the window
+        profile.observe(0, 1, 0.030)
+    assert profile.predict(0, 1, "p50") == pytest.approx(0.030)
+    assert profile.snapshot()[0]["1"]["samples"] == 10
+
+
+def test_empty_bucket_borrows_the_nearest_scaled() -> None:
+    profile = LatencyProfile(1, [1, 2, 4, 8])
+    assert profile.predict(0, 1) == 0.0  # nothing measured yet
+    profile.observe(0, 2, 0.004)
+    assert profile.predict(0, 2) == pytest.approx(0.004)
+    assert profile.predict(0, 8) == pytest.approx(0.016)  # 4× the batch: scaled up
+    assert profile.predict(0, 1) == pytest.approx(0.004)  # smaller batch: not scaled down (conservative)
+
+
+def test_predict_path_sums_the_stages() -> None:
+    profile = LatencyProfile(3, [1])
+    for k, seconds in enumerate((0.001, 0.002, 0.003)):
+        profile.observe(k, 1, seconds)
+    assert profile.predict_path(0, 1) == pytest.approx(0.001)
+    assert profile.predict_path(2, 1) == pytest.approx(0.006)
+
+
+def test_bad_observations_are_ignored() -> None:
+    profile = LatencyProfile(1, [1])
+    profile.observe(5, 1, 0.1)
+    profile.observe(0, 1, float("nan"))
+    profile.observe(0, 1, -1.0)
+    assert profile.snapshot() == [{}]
+    assert not profile.calibrated
+
+
+def test_calibrate_discards_warmup_and_fills_every_bucket() -> None:
+    profile = LatencyProfile(3, [1, 2, 4], window=100)
+    calls = []
+
+    def time_pass(batch_size: int) -> list[float]:
+        calls.append(batch_size)
+        first = len([c for c in calls if c == batch_size]) <= 2  # the warm-up passes are slow
+        return [1.0 if first else 0.001 * batch_size] * 3
+
+    calibrate(profile, time_pass, warmup_runs=2, runs=5)
+    assert calls == [1] * 7 + [2] * 7 + [4] * 7
+    assert profile.calibrated
+    for b in (1, 2, 4):
+        assert profile.predict(2, b) == pytest.approx(0.001 * b)
+        assert profile.snapshot()[2][str(b)]["samples"] == 5
+
+
+def test_concurrent_observe_and_read() -> None:
+    profile = LatencyProfile(2, [1, 2], window=50)
+
+    def writer() -> None:
+        for i in range(2000):
+            profile.observe(i % 2, 1 + i % 2, 0.001)
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        profile.snapshot()
+        profile.predict(1, 2)
+    for t in threads:
+        t.join()
+    assert profile.snapshot()[0]["1"]["samples"] == 50
