@@ -1,13 +1,19 @@
-"""Shared readers for the deploy tests: the files under deploy/ and the PromQL they contain."""
+"""Shared by the deploy tests: readers for the files under deploy/ and the PromQL they contain, and small
+helpers for the live tests (ports, images, binaries)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -15,6 +21,7 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "elastic.json"
 RULES = DEPLOY / "prometheus" / "rules" / "elastic.rules.yml"
 K8S = DEPLOY / "k8s"
 ADAPTER_VALUES = K8S / "examples" / "prometheus-adapter-values.yaml"
+SCRAPE_INTERVAL_S = 1  # the live Prometheus scrapes and evaluates rules this often
 
 # Grafana's own variables, as Grafana would expand them against a 1 s scrape interval in the live test
 GRAFANA_VARS = {"$__rate_interval": "1m"}
@@ -74,3 +81,23 @@ def adapter_queries() -> list[tuple[str, str]]:
 def metric_names(expr: str) -> set[str]:
     """Our metric families an expression reads (histogram series names folded to the family)."""
     return {re.sub(r"_(bucket|sum|count)$", "", name) for name in _METRIC.findall(expr)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def png_bytes(seed: int) -> bytes:
+    image = Image.new("RGB", (32, 32), ((seed * 37) % 256, (seed * 91) % 256, (seed * 53) % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:  # a failure, not a skip: CI must have it (.ci/run installs Debian's prometheus)
+        pytest.fail(f"'{name}' not found: apt-get install prometheus (or run .ci/run)")
+    return path

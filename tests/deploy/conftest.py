@@ -1,0 +1,128 @@
+"""Live fixtures for the deploy tests: our real server (`elastic serve`, the image's entrypoint command) and a
+real `prometheus` binary scraping it, both on loopback with free ports and temp directories."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from deploy_helpers import RULES, SCRAPE_INTERVAL_S, free_port, require_binary
+
+SERVER_START_TIMEOUT_S = 180  # model load + warm-up + calibration on a busy 2-core CI machine
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args[0]} exited with {process.returncode} before {url} answered:\n{_tail(log)}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{url} not ready after {timeout:.0f} s:\n{_tail(log)}")
+
+
+def start_server(tmp: Path, workers: int = 1) -> Iterator[str]:
+    """`elastic serve` on the shipped checkpoint, CPU, configured through ELASTIC_* env like the image."""
+    port = free_port()
+    log = tmp / "server.log"
+    env = {
+        **os.environ,
+        "ELASTIC_HOST": "127.0.0.1",
+        "ELASTIC_PORT": str(port),
+        "ELASTIC_WORKERS": str(workers),
+        "ELASTIC_DEVICE": "cpu",
+        "ELASTIC_TORCH_THREADS": "1",
+        "ELASTIC_WARMUP_RUNS": "1",
+        "ELASTIC_CALIBRATION_RUNS": "5",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if workers > 1:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
+    elastic = Path(sys.executable).with_name("elastic")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(elastic), "serve", "--no-access-log"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(f"{base}/readyz", process, log, SERVER_START_TIMEOUT_S)
+        yield base
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def elastic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from start_server(tmp_path_factory.mktemp("elastic"))
+
+
+@pytest.fixture(scope="module")
+def elastic_server_two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from start_server(tmp_path_factory.mktemp("elastic-2w"), workers=2)
+
+
+@pytest.fixture(scope="module")
+def prometheus(elastic_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping `elastic_server` every second, with our alert rules loaded."""
+    binary = require_binary("prometheus")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    config = {
+        "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
+        "rule_files": [str(RULES)],
+        # the job name of deploy/prometheus/prometheus.yml: the rules select job="elastic"
+        "scrape_configs": [
+            {
+                "job_name": "elastic",
+                "scrape_timeout": f"{SCRAPE_INTERVAL_S}s",
+                "static_configs": [{"targets": [elastic_server.removeprefix("http://")]}],
+            }
+        ],
+    }
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = tmp / "prometheus.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(f"{base}/-/ready", process, log, 60)
+        yield base
+    finally:
+        _stop(process)
