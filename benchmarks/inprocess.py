@@ -1,0 +1,131 @@
+"""What the hardware does without a server: in-process decode + forward of the checkpoint at each
+exit (batch 1 and batched), and per-exit accuracy over the same images (the oracle's input)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from benchmarks.dataset import Sample
+from benchmarks.stats import percentiles
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.transforms import eval_transform
+
+log = logging.getLogger(__name__)
+
+
+def make_decoder(checkpoint: Checkpoint) -> Callable[[bytes], torch.Tensor]:
+    """bytes → normalised (C, H, W) tensor, the same preprocessing as evaluation."""
+    meta = checkpoint.meta
+    transform = eval_transform(meta["input_size"], meta["mean"], meta["std"])
+
+    def decode(data: bytes) -> torch.Tensor:
+        with Image.open(io.BytesIO(data)) as image:
+            return transform(image.convert("RGB"))
+
+    return decode
+
+
+@torch.inference_mode()
+def exit_correctness(checkpoint: Checkpoint, samples: Sequence[Sample], batch_size: int = 64) -> list[list[bool]]:
+    """correct[i][k]: whether exit k classifies sample i right (one full forward gives all exits)."""
+    decode = make_decoder(checkpoint)
+    model = checkpoint.model
+    rows: list[list[bool]] = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        x = torch.stack([decode(s.data) for s in chunk])
+        labels = torch.tensor([s.label for s in chunk])
+        hits = torch.stack([logits.argmax(1) == labels for logits in model(x)], dim=1)
+        rows.extend(hits.tolist())
+    return rows
+
+
+@torch.inference_mode()
+def exit_latency(
+    checkpoint: Checkpoint, samples: Sequence[Sample], batch_size: int, warmup: int = 5
+) -> list[dict[str, Any]]:
+    """Per exit: batch-1 decode+forward latency percentiles, and batched per-image cost and throughput."""
+    decode = make_decoder(checkpoint)
+    model = checkpoint.model
+    results = []
+    for k in range(model.num_exits):
+        for s in samples[:warmup]:
+            model.forward_until(decode(s.data).unsqueeze(0), k)
+        single = []
+        for s in samples:
+            start = time.perf_counter()
+            model.forward_until(decode(s.data).unsqueeze(0), k).argmax(1)
+            single.append(1000 * (time.perf_counter() - start))
+        batched = []
+        images = 0
+        for start_index in range(0, len(samples) - batch_size + 1, batch_size):
+            chunk = samples[start_index : start_index + batch_size]
+            start = time.perf_counter()
+            x = torch.stack([decode(s.data) for s in chunk])
+            model.forward_until(x, k).argmax(1)
+            batched.append(1000 * (time.perf_counter() - start))
+            images += len(chunk)
+        total_s = sum(batched) / 1000
+        results.append(
+            {
+                "exit": k,
+                "batch1_ms": percentiles(single),
+                "batch": batch_size,
+                "batch_ms": percentiles(batched),
+                "batched_per_image_ms": 1000 * total_s / images if images else None,
+                "batched_images_per_s": images / total_s if total_s else None,
+            }
+        )
+        log.info("in-process exit %d: batch-1 p50 %.2f ms", k, results[-1]["batch1_ms"]["p50"])
+    return results
+
+
+@torch.inference_mode()
+def decode_latency(checkpoint: Checkpoint, samples: Sequence[Sample]) -> dict[str, float | None]:
+    decode = make_decoder(checkpoint)
+    times = []
+    for s in samples:
+        start = time.perf_counter()
+        decode(s.data)
+        times.append(1000 * (time.perf_counter() - start))
+    return percentiles(times)
+
+
+def measure(
+    checkpoint_dir: str | Path,
+    accuracy_samples: Sequence[Sample],
+    timing_samples: Sequence[Sample],
+    batch_size: int,
+    threads: int,
+) -> dict[str, Any]:
+    """The lower bound and the per-exit accuracy, with torch limited to the server's thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        checkpoint = load_checkpoint(checkpoint_dir)
+        correct = exit_correctness(checkpoint, accuracy_samples)
+        latency = exit_latency(checkpoint, timing_samples, batch_size)
+        decode = decode_latency(checkpoint, timing_samples)
+    finally:
+        torch.set_num_threads(previous)
+    accuracy = [sum(row[k] for row in correct) / len(correct) for k in range(checkpoint.model.num_exits)]
+    exits = [
+        dict(lat, name=e["name"], mflops=e["mflops"], accuracy=acc)
+        for lat, e, acc in zip(latency, checkpoint.meta["exits"], accuracy, strict=True)
+    ]
+    return {
+        "threads": threads,
+        "images_accuracy": len(accuracy_samples),
+        "images_timing": len(timing_samples),
+        "decode_ms": decode,
+        "exits": exits,
+        "correct": correct,  # per sample × exit; the suite uses it and drops it before writing JSON
+    }

@@ -1,0 +1,29 @@
+"""The oracle: for each budget, the accuracy of the best single exit whose measured latency fits.
+
+An exit fits a budget when its in-process batch-1 decode+forward latency (at p99, because the
+server is asked to be on time almost always) plus the server's measured fixed overhead is within
+the budget. The best fitting exit is the most accurate one over all the benchmark's images; its
+accuracy is then read on exactly the images a measurement point sent, so served and oracle
+accuracy are compared pairwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+QUANTILE = "p99"
+
+
+def oracle_exit(budget_ms: float, exits: Sequence[dict[str, Any]], overhead_ms: float) -> int | None:
+    """Index of the most accurate exit that fits `budget_ms`; None when not even exit 0 fits."""
+    fitting = [e for e in exits if e["batch1_ms"][QUANTILE] + overhead_ms <= budget_ms]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda e: (e["accuracy"], -e["exit"]))["exit"]
+
+
+def accuracy_on(exit_index: int, sample_indices: Iterable[int], correct: Sequence[Sequence[bool]]) -> float | None:
+    """Accuracy of one exit on the given samples (with repeats, as they were sent)."""
+    hits = [correct[i][exit_index] for i in sample_indices]
+    return sum(hits) / len(hits) if hits else None

@@ -1,0 +1,78 @@
+"""The two plots of BENCHMARKS.md: accuracy vs budget, and hit rate vs load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+
+def _pct(values: list[float | None]) -> list[float]:
+    return [float("nan") if v is None else 100 * v for v in values]
+
+
+def accuracy_vs_budget(results: dict[str, Any], path: Path) -> Path:
+    sweep = results["elastic"]["budget_sweep_c1"]
+    budgets = [p["budget_ms"] for p in sweep]
+    fixed = results["fixed_depth"]["c1"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(budgets, _pct([p["accuracy"] for p in sweep]), "o-", label="Elastic (served)")
+    ax.plot(budgets, _pct([p["oracle_accuracy"] for p in sweep]), "s--", label="oracle (best single exit that fits)")
+    ax.plot(budgets, _pct([p["accuracy_in_time"] for p in fixed]), "^:", label="fixed depth: correct and in time")
+    for e in results["lower_bound"]["exits"]:
+        ax.axhline(100 * e["accuracy"], color="grey", lw=0.5, alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.set_xlabel("budget_ms (concurrency 1)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy under a latency budget (grey: per-exit accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def hit_rate_vs_load(results: dict[str, Any], path: Path) -> Path:
+    points = results["elastic"]["load_sweep"]
+    fixed = results["fixed_depth"]["load"]
+    budgets = sorted({p["budget_ms"] for p in points})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for i, budget in enumerate(budgets):
+            color = colors[i % len(colors)]
+            ours = sorted((p["load"], p["server_hit_rate"]) for p in points if p["budget_ms"] == budget)
+            base = sorted((p["load"], p["server_hit_rate"]) for p in fixed if p["budget_ms"] == budget)
+            ax.plot(*zip(*ours, strict=True), "o-", color=color, label=f"{budget:g} ms")
+            if not zoom:
+                ax.plot(*zip(*base, strict=True), "x:", color=color, alpha=0.7)
+        for level in (0.999, 0.99):
+            ax.axhline(level, color="black", lw=0.6, ls="--")
+        ax.set_xlabel("offered load (× full-depth saturation throughput)")
+        ax.set_ylabel("answers inside budget_ms (server-side, accepted)")
+        ax.grid(alpha=0.3)
+        if zoom:
+            ax.set_ylim(0.98, 1.0005)
+            ax.set_title("zoom: Elastic only (lines at 99.9% and 99%)")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title("Elastic (solid) vs fixed depth (dotted)")
+            ax.legend(title="budget", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_plots(results: dict[str, Any], directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return {
+        "accuracy_vs_budget": accuracy_vs_budget(results, directory / "accuracy_vs_budget.png"),
+        "hit_rate_vs_load": hit_rate_vs_load(results, directory / "hit_rate_vs_load.png"),
+    }

@@ -1,0 +1,329 @@
+"""Markdown for the load generator's points and for BENCHMARKS.md (generated, never hand-edited)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.targets import eligible_budget_ms
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def exits_text(histogram: dict[str, int]) -> str:
+    return " ".join(f"{k}:{v}" for k, v in histogram.items()) or "-"
+
+
+def load_text(point: dict[str, Any]) -> str:
+    if point.get("mode") == "open":
+        return f"open {point['rate']:.0f}/s"
+    return f"closed c={point.get('concurrency')}"
+
+
+def points_table(points: Sequence[dict[str, Any]]) -> str:
+    """One row per measurement point (what `elastic bench load` prints)."""
+    header = [
+        "load",
+        "budget ms",
+        "sent",
+        "ok",
+        "rejected",
+        "errors",
+        "in budget (server)",
+        "in budget (client)",
+        "accuracy",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "throughput/s",
+        "exits",
+    ]
+    rows = [
+        [
+            load_text(p),
+            "none" if p["budget_ms"] is None else f"{p['budget_ms']:g}",
+            p["sent"],
+            p["ok"],
+            p["rejected"],
+            p["errors"],
+            pct(p["server_hit_rate"], 2),
+            pct(p["client_hit_rate"], 2),
+            pct(p["accuracy"]),
+            ms(p["client_ms"]["p50"]),
+            ms(p["client_ms"]["p95"]),
+            ms(p["client_ms"]["p99"]),
+            f"{p['throughput_rps']:.1f}" if p["throughput_rps"] else "-",
+            exits_text(p["exit_histogram"]),
+        ]
+        for p in points
+    ]
+    return table(header, rows)
+
+
+def _machine(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    rows = [
+        ["CPU", m["cpu_model"]],
+        ["cores", f"{m['cores']} ({m['usable_cores']} usable)"],
+        ["torch", f"{m['torch']}, {m['torch_threads']} intra-op threads (servers and in-process alike)"],
+        ["python", m["python"]],
+        ["platform", m["platform"]],
+        ["litserve / httpx / uvicorn", f"{m['litserve']} / {m['httpx']} / {m['uvicorn']}"],
+        ["load average at start", ", ".join(str(v) for v in m["load_average_at_start"] or [])],
+    ]
+    return table(["", ""], rows)
+
+
+def _targets(results: dict[str, Any]) -> str:
+    marks = {True: "yes", False: "**no**", None: "n/a"}
+    rows = [[t["name"], t["goal"], t["measured"], marks[t["met"]], t["detail"]] for t in results["targets"]]
+    return table(["target", "goal", "measured", "met", "detail"], rows)
+
+
+def _lower_bound(results: dict[str, Any]) -> str:
+    lower = results["lower_bound"]
+    rows = [
+        [
+            e["exit"],
+            e["name"],
+            f"{e['mflops']:.1f}",
+            pct(e["accuracy"], 2),
+            ms(e["batch1_ms"]["p50"]),
+            ms(e["batch1_ms"]["p99"]),
+            ms(e["batched_per_image_ms"]),
+            f"{e['batched_images_per_s']:.0f}" if e["batched_images_per_s"] else "-",
+        ]
+        for e in lower["exits"]
+    ]
+    batch = lower["exits"][0]["batch"]
+    header = [
+        "exit",
+        "name",
+        "MFLOPs",
+        "accuracy",
+        "batch 1 p50 ms",
+        "batch 1 p99 ms",
+        f"batch {batch}: ms/image",
+        f"batch {batch}: images/s",
+    ]
+    return (
+        table(header, rows)
+        + f"\n\nDecode alone (bytes → normalised tensor): p50 {ms(lower['decode_ms']['p50'])} ms. Accuracy over "
+        f"{lower['images_accuracy']} images, latency over {lower['images_timing']}."
+    )
+
+
+def _budget_sweep(results: dict[str, Any]) -> str:
+    fixed = {p["budget_ms"]: p for p in results["fixed_depth"]["c1"]}
+    rows = []
+    for p in results["elastic"]["budget_sweep_c1"]:
+        f = fixed.get(p["budget_ms"], {})
+        gap = None if p["oracle_accuracy"] is None or p["accuracy"] is None else p["accuracy"] - p["oracle_accuracy"]
+        rows.append(
+            [
+                f"{p['budget_ms']:g}",
+                pct(p["accuracy"]),
+                "-" if p["oracle_exit"] is None else p["oracle_exit"],
+                pct(p["oracle_accuracy"]),
+                "-" if gap is None else f"{100 * gap:+.1f}",
+                pct(p["server_hit_rate"], 2),
+                pct(p["client_hit_rate"], 2),
+                ms(p["server_ms"]["p50"]),
+                ms(p["server_ms"]["p99"]),
+                exits_text(p["exit_histogram"]),
+                pct(f.get("server_hit_rate")),
+                pct(f.get("accuracy_in_time")),
+            ]
+        )
+    header = [
+        "budget ms",
+        "served accuracy",
+        "oracle exit",
+        "oracle accuracy",
+        "served − oracle (points)",
+        "in budget (server)",
+        "in budget (client)",
+        "server p50 ms",
+        "server p99 ms",
+        "exits",
+        "fixed depth: in budget",
+        "fixed depth: correct and in time",
+    ]
+    return table(header, rows)
+
+
+def _load_sweep(results: dict[str, Any]) -> str:
+    fixed = {(p["load"], p["budget_ms"]): p for p in results["fixed_depth"]["load"]}
+    rows = []
+    for p in results["elastic"]["load_sweep"]:
+        f = fixed.get((p["load"], p["budget_ms"]), {})
+        rows.append(
+            [
+                f"{p['load']:g}×",
+                f"{p['rate']:.0f}",
+                f"{p['budget_ms']:g}",
+                p["sent"],
+                p["rejected"],
+                p["errors"],
+                pct(p["server_hit_rate"], 2),
+                pct(p["client_hit_rate_sent"], 2),
+                pct(p["accuracy"]),
+                ms(p["server_ms"]["p50"]),
+                ms(p["server_ms"]["p99"]),
+                f"{p['throughput_rps']:.0f}" if p["throughput_rps"] else "-",
+                exits_text(p["exit_histogram"]),
+                pct(f.get("server_hit_rate"), 2),
+                f"{f['rejected']}/{f['sent']}" if f else "-",
+            ]
+        )
+    header = [
+        "load",
+        "rate/s",
+        "budget ms",
+        "sent",
+        "rejected",
+        "errors",
+        "in budget (server, accepted)",
+        "in budget (client, all sent)",
+        "accuracy",
+        "server p50 ms",
+        "server p99 ms",
+        "answers/s",
+        "exits",
+        "fixed depth: in budget",
+        "fixed depth: rejected",
+    ]
+    return table(header, rows)
+
+
+def _peers(results: dict[str, Any]) -> str:
+    lower = results["lower_bound"]["exits"][-1]
+    ours = results["elastic"]
+    rows = [
+        [
+            "in-process decode + forward (lower bound)",
+            f"batch 1 / batch {lower['batch']}",
+            ms(lower["batch1_ms"]["p50"]),
+            ms(lower["batch1_ms"]["p99"]),
+            f"{lower['batched_images_per_s']:.0f}" if lower["batched_images_per_s"] else "-",
+            "-",
+        ],
+        _peer_row(
+            "Elastic, no budget (full depth)", ours.get("settings", {}), ours["full_depth_c1"], ours["saturation"]
+        ),
+    ]
+    for name, peer in results["peers"].items():
+        label = "LitServe" + (" batched" if name.endswith("batched") else "")
+        batching = {"max_batch_size": peer["max_batch_size"], "max_batch_wait_ms": peer["batch_wait_ms"]}
+        rows.append(_peer_row(label, batching, peer["c1"], peer["saturation"]))
+    header = ["server", "batching", "c=1 p50 ms", "c=1 p99 ms", "saturation answers/s", "saturation p50 ms"]
+    return table(header, rows)
+
+
+def _peer_row(label: str, batching: dict[str, Any], c1: dict[str, Any], saturation: dict[str, Any]) -> list[Any]:
+    batch = f"max {batching.get('max_batch_size', '?')}, wait {batching.get('max_batch_wait_ms', '?')} ms"
+    return [
+        label,
+        batch,
+        ms(c1["client_ms"]["p50"]),
+        ms(c1["client_ms"]["p99"]),
+        f"{saturation['throughput_rps']:.0f}" if saturation["throughput_rps"] else "-",
+        ms(saturation["client_ms"]["p50"]),
+    ]
+
+
+def render(results: dict[str, Any], plots: dict[str, str], json_path: str) -> str:
+    """The whole BENCHMARKS.md."""
+    size = results["size"]
+    reduced = ""
+    if size != "full":
+        reduced = (
+            f"\n> **Reduced run (size `{size}`)**: few requests per point, so rates such as 99.9% cannot be "
+            "resolved and the numbers are indicative only. `make bench` regenerates this file at full size.\n"
+        )
+    sat = results["elastic"]["saturation"]
+    floor = eligible_budget_ms(results)
+    return f"""# Benchmarks
+
+<!-- Generated by `make bench` (`elastic bench suite`) from {json_path}. Do not edit by hand. -->
+{reduced}
+Elastic against its lower bound (the same checkpoint run in-process), an oracle, a fixed-depth
+baseline (our server with no budget: every request runs to the final exit) and a peer server
+(LitServe serving the same network at full depth), all in one run on one machine. The machine is
+shared and noisy, so the targets are ratios from this one run.
+
+## Machine
+
+{_machine(results)}
+
+## Commands
+
+```bash
+make bench
+# which runs
+{results["command"]}
+```
+
+A single point against any running server: `elastic bench load --url http://127.0.0.1:8000/v1/classify
+--data ../shared/data/cifar10 --budgets 5,10 --mode open --rates 100 --requests 500`.
+
+Checkpoint `{results["checkpoint"]}` (dataset: {results["dataset"]}); {results["images"]} test images from
+`{results["data"]}`, posted as their JPEG bytes (multipart).
+
+## Targets
+
+{_targets(results)}
+
+## Lower bound: in-process decode + forward
+
+{_lower_bound(results)}
+
+## Accuracy under a budget (closed loop, concurrency 1)
+
+Server overhead (server-side p50 at full depth minus in-process p50): {ms(results["server_overhead_ms"])} ms.
+The oracle picks, for each budget, the most accurate exit whose in-process batch-1
+{results["oracle_quantile"]} latency plus that overhead fits, and is scored on the same images.
+
+{_budget_sweep(results)}
+
+![accuracy vs budget]({plots["accuracy_vs_budget"]})
+
+## Hit rate under load (open loop, Poisson arrivals)
+
+Load is a multiple of the full-depth saturation throughput ({sat["throughput_rps"]:.0f} answers/s, closed
+loop at concurrency {sat["concurrency"]}). The hit-rate targets apply to budgets ≥ {floor:.2f} ms (exit 0 at
+p99 plus overhead). Fixed depth: the same load with no budget, each answer scored against the budget.
+
+{_load_sweep(results)}
+
+![hit rate vs load]({plots["hit_rate_vs_load"]})
+
+## Peer server: LitServe at full depth
+
+{_peers(results)}
+
+## How it is measured
+
+- The load generator (`benchmarks/loadgen.py`, async httpx) runs in its own process, apart from the
+  servers; bodies are encoded before each point starts. Closed loop: a fixed number of clients each
+  waiting for its answer. Open loop: Poisson arrivals at a fixed rate, whatever the answers do.
+- Every point stops at its request count or its time limit. Rejected = HTTP 503/429; errors = any
+  other failure. "In budget (server)" is the server's `budget_met` over accepted requests; "client"
+  compares the client-side latency with the budget.
+- The fixed-depth baseline sends no budget (the server then runs to the final exit) and scores each
+  answer's server-side latency against each budget after the fact.
+- LitServe runs the same checkpoint with the same decode, one inference worker with the same torch
+  threads, unbatched and with the same max batch size and wait as Elastic.
+"""

@@ -1,0 +1,87 @@
+"""Summaries of one measurement point: hits, accuracy, latency percentiles, throughput, exits."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmarks.loadgen import PointRun, Record
+
+REJECT_STATUSES = {429, 503}
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float | None]:
+    if not len(values):
+        return {f"p{q:g}": None for q in qs}
+    arr = np.asarray(values, dtype=float)
+    return {f"p{q:g}": float(np.percentile(arr, q)) for q in qs}
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def summarize(records: Sequence[Record], duration_s: float, budget_ms: float | None = None) -> dict[str, Any]:
+    """Counts and rates for one point.
+
+    Every sent request is exactly one of ok / rejected / error. Hit rates are over the accepted
+    (ok) requests; `client_hit_rate_sent` also counts rejects and errors as misses.
+    """
+    ok = [r for r in records if r.status == 200]
+    rejected = [r for r in records if r.status in REJECT_STATUSES]
+    errors = [r for r in records if r.status != 200 and r.status not in REJECT_STATUSES]
+    server_known = [r for r in ok if r.budget_met is not None]
+    summary: dict[str, Any] = {
+        "sent": len(records),
+        "ok": len(ok),
+        "rejected": len(rejected),
+        "errors": len(errors),
+        "error_examples": sorted({r.error or f"HTTP {r.status}" for r in errors})[:3],
+        "duration_s": duration_s,
+        "throughput_rps": len(ok) / duration_s if duration_s > 0 else None,
+        "accuracy": _rate(sum(r.correct for r in ok), len(ok)),
+        "client_ms": percentiles([r.client_ms for r in ok]),
+        "server_ms": percentiles([r.latency_ms for r in ok if r.latency_ms is not None]),
+        "queue_ms": percentiles([r.queue_ms for r in ok if r.queue_ms is not None]),
+        "exit_histogram": {str(k): v for k, v in sorted(Counter(r.exit for r in ok if r.exit is not None).items())},
+        "mean_mflops": float(np.mean([r.mflops for r in ok if r.mflops is not None]))
+        if any(r.mflops is not None for r in ok)
+        else None,
+        "max_lag_ms": max((r.lag_ms for r in records), default=0.0),
+        "budget_ms": budget_ms,
+        "server_hit_rate": _rate(sum(bool(r.budget_met) for r in server_known), len(server_known)),
+        "client_hit_rate": None,
+        "client_hit_rate_sent": None,
+    }
+    if budget_ms is not None:
+        in_time = sum(r.client_ms <= budget_ms for r in ok)
+        summary["client_hit_rate"] = _rate(in_time, len(ok))
+        summary["client_hit_rate_sent"] = _rate(in_time, len(records))
+    return summary
+
+
+def summarize_run(run: PointRun) -> dict[str, Any]:
+    budget = run.spec.fields.get("budget_ms")
+    summary = summarize(run.records, run.duration_s, float(budget) if budget is not None else None)
+    summary.update(
+        mode=run.spec.mode,
+        concurrency=run.spec.concurrency if run.spec.mode == "closed" else None,
+        rate=run.spec.rate if run.spec.mode == "open" else None,
+        stopped_by_time=run.stopped_by_time,
+    )
+    return summary
+
+
+def deadline_view(records: Sequence[Record], duration_s: float, budget_ms: float) -> dict[str, Any]:
+    """Score answers that carried no budget (a fixed-depth run) against `budget_ms` after the fact:
+    an answer is in time when its server-side (or client-side) latency is within the budget."""
+    summary = summarize(records, duration_s, budget_ms)
+    ok = [r for r in records if r.status == 200]
+    timed = [r for r in ok if r.latency_ms is not None]
+    summary["server_hit_rate"] = _rate(sum(r.latency_ms <= budget_ms for r in timed), len(timed))
+    # accuracy of what arrives in time: a late answer is worth nothing to a caller with a deadline
+    summary["accuracy_in_time"] = _rate(sum(r.correct and r.client_ms <= budget_ms for r in ok), len(ok))
+    return summary

@@ -1,0 +1,125 @@
+"""The four targets of the benchmark issue, measured against their goals from one suite run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LATENCY_RATIO_MAX = 1.15
+THROUGHPUT_RATIO_MIN = 2.0
+HIT_RATE_LOW_LOAD = 0.999
+LOW_LOAD_MAX = 0.8
+HIT_RATE_OVERLOAD = 0.99
+OVERLOAD_MIN = 2.0
+ACCURACY_SLACK = 0.01
+
+
+def _target(name: str, goal: str, value: float | None, met: bool | None, measured: str, detail: str) -> dict[str, Any]:
+    return {"name": name, "goal": goal, "value": value, "met": met, "measured": measured, "detail": detail}
+
+
+def _latency(results: dict[str, Any]) -> dict[str, Any]:
+    inproc = results["lower_bound"]["exits"][-1]["batch1_ms"]["p50"]
+    ours = results["elastic"]["full_depth_c1"]["client_ms"]["p50"]
+    ratio = ours / inproc if ours and inproc else None
+    detail = f"client p50 {ours:.2f} ms vs in-process {inproc:.2f} ms" if ratio else "no answers"
+    peer = results["peers"].get("litserve", {}).get("c1", {}).get("client_ms", {}).get("p50")
+    if peer and inproc:
+        detail += f"; LitServe {peer / inproc:.2f}×"
+    return _target(
+        "full-depth p50 at concurrency 1 / in-process decode+forward",
+        f"≤ {LATENCY_RATIO_MAX}×",
+        ratio,
+        None if ratio is None else ratio <= LATENCY_RATIO_MAX,
+        "-" if ratio is None else f"{ratio:.2f}×",
+        detail,
+    )
+
+
+def _throughput(results: dict[str, Any]) -> dict[str, Any]:
+    ours = results["elastic"]["saturation"]["throughput_rps"]
+    peer = results["peers"].get("litserve_batched", {}).get("saturation", {}).get("throughput_rps")
+    ratio = ours / peer if ours and peer else None
+    detail = f"{ours:.0f}/s vs LitServe batched {peer:.0f}/s" if ratio else "peer not measured"
+    return _target(
+        "saturation throughput at full depth / LitServe batched",
+        f"≥ {THROUGHPUT_RATIO_MIN}×",
+        ratio,
+        None if ratio is None else ratio >= THROUGHPUT_RATIO_MIN,
+        "-" if ratio is None else f"{ratio:.2f}×",
+        detail,
+    )
+
+
+def eligible_budget_ms(results: dict[str, Any]) -> float:
+    """The smallest budget the hit-rate targets apply to: exit 0 at p99 plus the server overhead."""
+    return results["lower_bound"]["exits"][0]["batch1_ms"]["p99"] + results["server_overhead_ms"]
+
+
+def _worst_hit(points: list[dict[str, Any]]) -> tuple[float | None, str]:
+    scored = [p for p in points if p.get("server_hit_rate") is not None]
+    if not scored:
+        return None, "no eligible points"
+    worst = min(scored, key=lambda p: p["server_hit_rate"])
+    where = f"budget {worst['budget_ms']:g} ms at " + (f"{worst['load']:g}× saturation" if "load" in worst else "c=1")
+    return worst["server_hit_rate"], f"worst: {where} over {len(scored)} points"
+
+
+def _hit_rates(results: dict[str, Any]) -> list[dict[str, Any]]:
+    floor = eligible_budget_ms(results)
+    elastic = results["elastic"]
+    eligible = [p for p in elastic["load_sweep"] if p["budget_ms"] >= floor]
+    low = [p for p in eligible if p["load"] <= LOW_LOAD_MAX]
+    low += [p for p in elastic["budget_sweep_c1"] if p["budget_ms"] >= floor]
+    over = [p for p in eligible if p["load"] >= OVERLOAD_MIN]
+    low_rate, low_detail = _worst_hit(low)
+    over_rate, over_detail = _worst_hit(over)
+    sent = sum(p["sent"] for p in over)
+    rejected = sum(p["rejected"] for p in over)
+    if sent:
+        over_detail += f"; rejected {rejected}/{sent} ({100 * rejected / sent:.1f}%)"
+    suffix = f" (budgets ≥ {floor:.1f} ms)"
+    return [
+        _target(
+            f"answers inside budget_ms (server-side) up to {LOW_LOAD_MAX:.0%} of saturation" + suffix,
+            f"≥ {100 * HIT_RATE_LOW_LOAD:g}%",
+            low_rate,
+            None if low_rate is None else low_rate >= HIT_RATE_LOW_LOAD,
+            "-" if low_rate is None else f"{100 * low_rate:.2f}%",
+            low_detail,
+        ),
+        _target(
+            f"answers inside budget_ms at {OVERLOAD_MIN:g}× overload, accepted requests" + suffix,
+            f"≥ {100 * HIT_RATE_OVERLOAD:g}%",
+            over_rate,
+            None if over_rate is None else over_rate >= HIT_RATE_OVERLOAD,
+            "-" if over_rate is None else f"{100 * over_rate:.2f}%",
+            over_detail,
+        ),
+    ]
+
+
+def _accuracy(results: dict[str, Any]) -> dict[str, Any]:
+    rows = [
+        p
+        for p in results["elastic"]["budget_sweep_c1"]
+        if p["oracle_accuracy"] is not None and p["accuracy"] is not None
+    ]
+    if not rows:
+        return _target(
+            "served accuracy vs oracle at each budget", "≥ oracle − 1 point", None, None, "-", "no budget fits"
+        )
+    worst = min(rows, key=lambda p: p["accuracy"] - p["oracle_accuracy"])
+    gap = worst["accuracy"] - worst["oracle_accuracy"]
+    return _target(
+        "served accuracy vs oracle at each budget (concurrency 1)",
+        "≥ oracle − 1 point",
+        gap,
+        gap >= -ACCURACY_SLACK,
+        f"{100 * gap:+.1f} points",
+        f"worst at budget {worst['budget_ms']:g} ms: {100 * worst['accuracy']:.1f}% vs "
+        f"{100 * worst['oracle_accuracy']:.1f}% over {len(rows)} budgets",
+    )
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_latency(results), _throughput(results), *_hit_rates(results), _accuracy(results)]
