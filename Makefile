@@ -37,5 +37,20 @@ check-deploy: $(VENV)/.installed-deploy
 	VENV=$(VENV) bash scripts/check_deploy.sh
 	$(BIN)/python -m pytest -q tests/deploy
 
+# Benchmarks (BENCHMARKS.md): starts our server and LitServe on 127.0.0.1, runs the bounded sweep
+# (about 10 minutes on 2 cores at BENCH_SIZE=full) and regenerates BENCHMARKS.md and docs/benchmarks/.
+# One torch thread by default: the load generator and the HTTP side share the machine's two cores.
+BENCH_SIZE ?= full
+BENCH_THREADS ?= 1
+BENCH_DATA ?= ../shared/data/cifar10
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/elastic bench suite --size $(BENCH_SIZE) --threads $(BENCH_THREADS) --data $(BENCH_DATA) \
+		--out bench-out --doc BENCHMARKS.md --assets docs/benchmarks
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 
 def _pct(values: list[float | None]) -> list[float]:
@@ -27,6 +28,7 @@ def accuracy_vs_budget(results: dict[str, Any], path: Path) -> Path:
         ax.axhline(100 * e["accuracy"], color="grey", lw=0.5, alpha=0.5)
     ax.set_xscale("log")
     ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("budget_ms (concurrency 1)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy under a latency budget (grey: per-exit accuracy)")
