@@ -222,8 +222,8 @@ async def _classify(request: Request, service: ServiceState, received: float) ->
         "max_budget_mflops": settings.max_budget_mflops,
         "num_classes": len(runner.classes),
     }
-    if media_type == "application/json":
-        data, options = _parse_json(body, context, settings.max_image_bytes)
+    if media_type == "application/json":  # json + base64 of megabytes: keep it off the event loop
+        data, options = await anyio.to_thread.run_sync(_parse_json, body, context, settings.max_image_bytes)
     else:
         data, options = await _parse_multipart(request, body, context, settings.max_image_bytes)
     del body
