@@ -1,0 +1,59 @@
+"""Smoke test: `elastic bench suite` runs end to end (in-process bound, our server, oracle, report).
+
+Tiny sizes and no LitServe peer (the peer needs the `bench` extra); this checks that the pipeline
+starts and stops its server, counts consistently and writes the report, not the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench_images import make_image_folder
+from e2e_server import REPO_ROOT
+
+
+def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str]) -> None:
+    data = make_image_folder(tmp_path / "data", classes[:4], per_class=6)
+    out, assets, doc = tmp_path / "out", tmp_path / "docs" / "benchmarks", tmp_path / "BENCHMARKS.md"
+    command = [
+        sys.executable, "-m", "elastic_cli.main", "bench", "suite", "--size", "smoke", "--no-peer",
+        "--threads", "1", "--data", str(data), "--out", str(out), "--doc", str(doc), "--assets", str(assets),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    results = json.loads((out / "results.json").read_text())
+    assert results == json.loads((assets / "results.json").read_text())
+    assert results["size"] == "smoke" and results["images"] == 24
+    exits = results["lower_bound"]["exits"]
+    assert [e["exit"] for e in exits] == list(range(len(exits)))
+    elastic = results["elastic"]
+    assert elastic["settings"]["max_batch_size"] == 8  # the server ran with the suite's batching
+    points = [elastic["full_depth_c1"], elastic["saturation"], *elastic["budget_sweep_c1"], *elastic["load_sweep"]]
+    for p in points:
+        assert p["ok"] + p["rejected"] + p["errors"] == p["sent"] > 0
+        assert sum(p["exit_histogram"].values()) == p["ok"]
+    # no budget means full depth: the fixed-depth baseline really ran to the final exit
+    assert elastic["full_depth_c1"]["exit_histogram"] == {str(len(exits) - 1): elastic["full_depth_c1"]["ok"]}
+    assert {p["load"] for p in elastic["load_sweep"]} == {0.5, 2.0}
+    assert len(results["fixed_depth"]["load"]) == 2 * 2  # loads × budgets
+    assert results["targets"][0]["name"].startswith("full-depth p50")
+    assert len(results["targets"]) == 5
+
+    text = doc.read_text()
+    for heading in (
+        "## Machine",
+        "## Targets",
+        "## Lower bound",
+        "## Accuracy under a budget",
+        "## Hit rate under load",
+    ):
+        assert heading in text
+    assert "Reduced run" in text
+    for name in ("accuracy_vs_budget.png", "hit_rate_vs_load.png"):
+        png = assets / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(docs/benchmarks/{name})" in text  # linked relative to the document
