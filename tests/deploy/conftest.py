@@ -1,9 +1,9 @@
-"""Live fixtures for the deploy tests: our real server (`elastic serve`, the image's entrypoint command) and a
-real `prometheus` binary scraping it, both on loopback with free ports and temp directories."""
+"""Live fixtures for the deploy tests: our real server (`elastic serve`, the image's entrypoint command, started
+by the e2e tests' `serve`) and a real `prometheus` binary scraping it, both on loopback with free ports and
+temp directories."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from deploy_helpers import RULES, SCRAPE_INTERVAL_S, free_port, require_binary
+from deploy_helpers import REPO, RULES, SCRAPE_INTERVAL_S, free_port, require_binary
+
+sys.path.insert(0, str(REPO / "tests" / "e2e"))  # the serving tests' server fixture, shared
+from e2e_server import serve
 
 SERVER_START_TIMEOUT_S = 180  # model load + warm-up + calibration on a busy 2-core CI machine
 
@@ -47,44 +50,27 @@ def _wait_until(url: str, process: subprocess.Popen, log: Path, timeout: float) 
     pytest.fail(f"{url} not ready after {timeout:.0f} s:\n{_tail(log)}")
 
 
-def start_server(tmp: Path, workers: int = 1) -> Iterator[str]:
-    """`elastic serve` on the shipped checkpoint, CPU, configured through ELASTIC_* env like the image."""
-    port = free_port()
-    log = tmp / "server.log"
-    env = {
-        **os.environ,
-        "ELASTIC_HOST": "127.0.0.1",
-        "ELASTIC_PORT": str(port),
-        "ELASTIC_WORKERS": str(workers),
-        "ELASTIC_DEVICE": "cpu",
-        "ELASTIC_TORCH_THREADS": "1",
-        "ELASTIC_WARMUP_RUNS": "1",
-        "ELASTIC_CALIBRATION_RUNS": "5",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    if workers > 1:
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
-    elastic = Path(sys.executable).with_name("elastic")
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(elastic), "serve", "--no-access-log"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until(f"{base}/readyz", process, log, SERVER_START_TIMEOUT_S)
-        yield base
-    finally:
-        _stop(process)
+# as the image would run it, on CPU and with a short calibration (this machine has 2 shared cores)
+SERVER_ENV = {
+    "ELASTIC_DEVICE": "cpu",
+    "ELASTIC_TORCH_THREADS": "1",
+    "ELASTIC_WARMUP_RUNS": "1",
+    "ELASTIC_CALIBRATION_RUNS": "5",
+}
 
 
 @pytest.fixture(scope="module")
-def elastic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from start_server(tmp_path_factory.mktemp("elastic"))
+def elastic_server() -> Iterator[str]:
+    with serve(env=SERVER_ENV, args=["--no-access-log"], ready_timeout=SERVER_START_TIMEOUT_S) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
 def elastic_server_two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from start_server(tmp_path_factory.mktemp("elastic-2w"), workers=2)
+    env = {**SERVER_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics"))}
+    args = ["--no-access-log", "--workers", "2"]
+    with serve(env=env, args=args, ready_timeout=SERVER_START_TIMEOUT_S) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
