@@ -57,6 +57,7 @@ class ModelRunner:
         """A decoded PIL image → the normalised (C, H, W) CPU tensor the model takes."""
         return self._transform(image)
 
+    @torch.inference_mode()
     def batch(self, tensors: list[Any]) -> torch.Tensor:
         return torch.stack(tensors).to(self.device, non_blocking=True)
 
@@ -68,6 +69,7 @@ class ModelRunner:
         confidence, class_id = probs.max(dim=1)
         return features, probs, confidence.tolist(), class_id.tolist()
 
+    @torch.inference_mode()
     def select(self, features: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """Keep only `rows` of the batch: requests that stopped leave it."""
         return features.index_select(0, torch.tensor(rows, device=features.device))
