@@ -49,6 +49,23 @@ class TrainConfig:
     resume: bool = False  # continue from OUT/state if it exists
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # Fail before minutes of data loading, not after.
+        choices = {
+            "optimizer": ("sgd", "adamw"),
+            "schedule": ("onecycle", "cosine"),
+            "loss": ("uniform", "weighted", "distill"),
+            "precision": ("auto", "bf16", "fp16", "fp32"),
+            "head": ("linear", "conv"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.exit_spec()
+
     def exit_spec(self) -> str | int | list[int]:
         if self.exits in ("all", "final"):
             return self.exits
@@ -104,14 +121,34 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _normalise_file_values(values: dict[str, Any], source: Path) -> None:
+    """A config file's values must have the field's type (an int is fine where a float is expected).
+    `exits` may also be written as an int or a list of ints; they become the CLI's string form."""
+    exits = values.get("exits")
+    if isinstance(exits, int) and not isinstance(exits, bool):  # `exits = 4`: every 4th block
+        values["exits"] = str(exits)
+    elif isinstance(exits, list) and all(isinstance(i, int) for i in exits):  # `exits = [0, 2, 4]`
+        values["exits"] = ",".join(str(i) for i in exits)
+    expected = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "dict[str, Any]": (dict,)}
+    for f in fields(TrainConfig):
+        if f.name not in values:
+            continue
+        value, kinds = values[f.name], expected[f.type]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ValueError(f"{source}: {f.name} must be {f.type}, got {value!r}")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {}
     if args.config:
         text = args.config.read_text()
         values = tomllib.loads(text) if args.config.suffix == ".toml" else json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"{args.config} must hold a table/object of TrainConfig fields")
         unknown = set(values) - {f.name for f in fields(TrainConfig)}
         if unknown:
             raise ValueError(f"unknown config keys in {args.config}: {sorted(unknown)}")
+        _normalise_file_values(values, args.config)
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is None:
