@@ -238,19 +238,7 @@ class Engine:
                 now = self.clock()
                 self.profile.observe(k, len(active), now - t0)
                 self._observe("stage", k, len(active), now - t0)
-                last = k == runner.num_exits - 1
-                predicted = 0.0 if last else self.profile.predict(k + 1, len(active), cfg.quantile)
-                next_mflops = math.inf if last else runner.exit_mflops[k + 1]
-                keep = []
-                for row, job in enumerate(active):
-                    reason = decide(
-                        k, runner.num_exits, confidence[row], job.budget, now, predicted, next_mflops, cfg.margin_s
-                    )
-                    if reason is Reason.CONTINUE:
-                        keep.append(row)
-                    else:
-                        top = runner.top_k(probs, row, job.top_k) if job.top_k else None
-                        self._answer(job, k, class_id[row], confidence[row], reason, top, start)
+                keep = self._after_exit(k, active, probs, confidence, class_id, now, start)
                 if not keep:
                     return
                 if len(keep) < len(active):
@@ -260,6 +248,42 @@ class Engine:
             log.exception("inference failed on a batch of %d", len(active))
             for job in active:
                 _resolve(job.future, error=InferenceError(f"inference failed: {err}"))
+
+    def _after_exit(
+        self,
+        k: int,
+        active: list[Job],
+        probs: Any,
+        confidence: list[float],
+        class_id: list[int],
+        now: float,
+        start: float,
+    ) -> list[int]:
+        """Apply the policy after exit k: answer the requests that stop, return the rows that go on."""
+        runner = self.runner
+        next_mflops = runner.exit_mflops[k + 1] if k + 1 < runner.num_exits else math.inf
+        reasons = [self._decide(k, job, confidence[row], now, 0.0, next_mflops) for row, job in enumerate(active)]
+        # the time check predicts with the batch that would really go on: those stopping anyway leave it
+        going_on = sum(r is Reason.CONTINUE for r in reasons)
+        predicted = self.profile.predict(k + 1, going_on, self.config.quantile) if going_on else 0.0
+        keep = []
+        for row, job in enumerate(active):
+            reason = reasons[row]
+            if reason is Reason.CONTINUE:
+                reason = self._decide(k, job, confidence[row], now, predicted, next_mflops)
+            if reason is Reason.CONTINUE:
+                keep.append(row)
+            else:
+                top = runner.top_k(probs, row, job.top_k) if job.top_k else None
+                self._answer(job, k, class_id[row], confidence[row], reason, top, start)
+        return keep
+
+    def _decide(
+        self, k: int, job: Job, confidence: float, now: float, predicted_next_s: float, next_mflops: float
+    ) -> Reason:
+        return decide(
+            k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self.config.margin_s
+        )
 
     def _answer(
         self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float

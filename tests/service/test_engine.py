@@ -107,6 +107,22 @@ def test_one_batch_different_deadlines_leave_at_different_exits(checkpoint: Chec
     assert answers[3].slack_s == pytest.approx(-0.005)
 
 
+def test_time_check_predicts_with_the_batch_that_goes_on(checkpoint: Checkpoint) -> None:
+    engine, clock, runner = make_engine(checkpoint)
+    slow_when_big = LatencyProfile(runner.num_exits, [1, 2, 4, 8])
+    for k in range(runner.num_exits):  # batch of 1: 10 ms a stage; batches of 3-4: 30 ms
+        slow_when_big.observe(k, 1, STAGE_S)
+        slow_when_big.observe(k, 4, 3 * STAGE_S)
+    engine.profile = slow_when_big
+    t0 = clock.now
+    first = runner.exit_mflops[0]
+    budgets = [Budget(max_mflops=first)] * 3 + [Budget(deadline=t0 + 0.025)]
+    answers = run(engine, budgets)
+    # the three compute-capped requests leave after exit 0, so the last one is predicted alone (10 ms)
+    assert [a.exit_index for a in answers] == [0, 0, 0, 1]
+    assert answers[3].budget_met
+
+
 def test_one_batch_different_compute_budgets(checkpoint: Checkpoint) -> None:
     engine, _, runner = make_engine(checkpoint)
     mflops = runner.exit_mflops
