@@ -21,7 +21,8 @@ COPY training/ training/
 # fails here instead of silently pulling a multi-GB wheel. No extras: training tools (tqdm, matplotlib) stay out.
 # The shipped checkpoint is package data of `models.pretrained`, so it lands in site-packages with the code;
 # the check (-I: not from the source tree in the working dir) fails the build if it did not.
-RUN python3 -c "import torch, torchvision; print(f'torch=={torch.__version__}'); print(f'torchvision=={torchvision.__version__}')" \
+# (Local labels like +cu130 are cut: pip cannot match `torch==2.14.1` against a `==2.14.1+cu130` constraint.)
+RUN python3 -c "import torch as t, torchvision as v; print('torch==' + t.__version__.split('+')[0]); print('torchvision==' + v.__version__.split('+')[0])" \
         > /tmp/base-constraints.txt \
     && python3 -m pip install --constraint /tmp/base-constraints.txt . \
     && rm -rf /tmp/base-constraints.txt /opt/elastic/build \
