@@ -71,6 +71,7 @@ class PointRun:
     records: list[Record]
     duration_s: float
     stopped_by_time: bool
+    send_window_s: float = 0.0  # first to last send: the rate the client really offered is sent / this
 
 
 def check_loopback(url: str) -> None:
@@ -123,11 +124,12 @@ class LoadGenerator:
         self.url = url
         self.samples = list(samples)
         self.max_connections = max_connections
+        self._last_send = 0.0
 
     async def _send(self, client: httpx.AsyncClient, index: int, body: bytes, headers: dict, lag_ms: float) -> Record:
         sample = self.samples[index % len(self.samples)]
         record = Record(sample=index % len(self.samples), label=sample.label, status=0, client_ms=0.0, lag_ms=lag_ms)
-        start = time.perf_counter()
+        start = self._last_send = time.perf_counter()
         try:
             response = await client.post(self.url, content=body, headers=headers)
             record.client_ms = 1000 * (time.perf_counter() - start)
@@ -149,6 +151,7 @@ class LoadGenerator:
         timeout = httpx.Timeout(spec.timeout_s)
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             start = time.perf_counter()
+            self._last_send = start
             if spec.mode == "closed":
                 records, by_time = await self._closed(client, spec, count, bodies, headers, start)
             elif spec.mode == "open":
@@ -157,7 +160,7 @@ class LoadGenerator:
                 raise ValueError(f"mode must be 'closed' or 'open', got {spec.mode!r}")
             duration = time.perf_counter() - start
         log.debug("%s: %d requests in %.2fs", spec.describe(), len(records), duration)
-        return PointRun(spec=spec, records=records, duration_s=duration, stopped_by_time=by_time)
+        return PointRun(spec, records, duration, by_time, send_window_s=self._last_send - start)
 
     async def _closed(self, client, spec: LoadSpec, count: int, bodies, headers, start: float):
         records: list[Record] = []

@@ -172,7 +172,7 @@ def _load_sweep(results: dict[str, Any]) -> str:
         rows.append(
             [
                 f"{p['load']:g}×",
-                f"{p['rate']:.0f}",
+                f"{p['rate']:.0f} ({p['offered_rps']:.0f})" if p.get("offered_rps") else f"{p['rate']:.0f}",
                 f"{p['budget_ms']:g}",
                 p["sent"],
                 p["rejected"],
@@ -190,7 +190,7 @@ def _load_sweep(results: dict[str, Any]) -> str:
         )
     header = [
         "load",
-        "rate/s",
+        "rate/s (offered)",
         "budget ms",
         "sent",
         "rejected",
@@ -252,6 +252,14 @@ def render(results: dict[str, Any], plots: dict[str, str], json_path: str) -> st
         reduced = (
             f"\n> **Reduced run (size `{size}`)**: few requests per point, so rates such as 99.9% cannot be "
             "resolved and the numbers are indicative only. `make bench` regenerates this file at full size.\n"
+        )
+    m = results["machine"]
+    load = (m["load_average_at_start"] or [0.0])[0]
+    if load > (m["usable_cores"] or 1) * 0.5:
+        reduced += (
+            f"\n> **Busy machine**: the 1-minute load average was {load:.1f} on {m['usable_cores']} cores when this "
+            "run started, so other work competed for the CPU; latencies are inflated and noisier than on an idle "
+            "machine.\n"
         )
     sat = results["elastic"]["saturation"]
     floor = eligible_budget_ms(results)
@@ -322,6 +330,9 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
 - Every point stops at its request count or its time limit. Rejected = HTTP 503/429; errors = any
   other failure. "In budget (server)" is the server's `budget_met` over accepted requests; "client"
   compares the client-side latency with the budget.
+- Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
+  over the span of their sends); the client shares the cores with the server, so under overload it
+  may offer less than nominal.
 - The fixed-depth baseline sends no budget (the server then runs to the final exit) and scores each
   answer's server-side latency against each budget after the fact.
 - LitServe runs the same checkpoint with the same decode, one inference worker with the same torch

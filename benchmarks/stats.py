@@ -70,6 +70,7 @@ def summarize_run(run: PointRun) -> dict[str, Any]:
         mode=run.spec.mode,
         concurrency=run.spec.concurrency if run.spec.mode == "closed" else None,
         rate=run.spec.rate if run.spec.mode == "open" else None,
+        offered_rps=len(run.records) / run.send_window_s if run.send_window_s > 0 else None,
         stopped_by_time=run.stopped_by_time,
     )
     return summary

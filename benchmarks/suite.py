@@ -12,6 +12,7 @@ Servers run as subprocesses bound to 127.0.0.1; the load generator runs in this 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -188,9 +189,9 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     results = {
         "size": size.name,
         "command": cfg.command or " ".join(sys.argv),
-        "checkpoint": str(cfg.checkpoint),
+        "checkpoint": os.path.relpath(cfg.checkpoint),
         "dataset": meta.get("dataset"),
-        "data": str(cfg.data),
+        "data": os.path.relpath(cfg.data),
         "images": len(samples),
         "machine": host,
         "server_overhead_ms": overhead_ms,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -59,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     suite.add_argument("--out", type=Path, default=Path("bench-out"), help="results.json and server logs")
     suite.add_argument("--doc", type=Path, help="write the markdown report here (e.g. BENCHMARKS.md)")
     suite.add_argument("--assets", type=Path, default=Path("docs/benchmarks"), help="plots and results for the doc")
+
+    report = sub.add_parser("report", help="re-render the markdown and plots from a suite's results.json")
+    report.add_argument("results", type=Path, help="results.json written by `elastic bench suite`")
+    report.add_argument("--doc", type=Path, default=Path("BENCHMARKS.md"))
+    report.add_argument("--assets", type=Path, default=Path("docs/benchmarks"))
 
 
 def _stop_on_sigterm() -> None:
@@ -133,8 +139,6 @@ def run_load(args: argparse.Namespace) -> int:
 def run_suite(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmarks.plots import write_plots
-    from benchmarks.report import render
     from benchmarks.sizes import SIZES
     from benchmarks.suite import SuiteConfig, run_suite
     from models.pretrained import default_checkpoint
@@ -160,16 +164,29 @@ def run_suite(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     if args.doc:
-        assets = args.assets
-        plots = write_plots(results, assets)
-        json_path = assets / "results.json"
-        json_path.write_text(json.dumps(results, indent=1) + "\n")
-        doc_dir = args.doc.resolve().parent
-        rel = {name: str(path.resolve().relative_to(doc_dir)) for name, path in plots.items()}
-        args.doc.write_text(render(results, rel, str(json_path.resolve().relative_to(doc_dir))))
-        log.info("wrote %s, plots and results in %s", args.doc, assets)
+        write_report(results, args.doc, args.assets)
     for target in results["targets"]:
         log.info("target %s: %s (goal %s) %s", target["name"], target["measured"], target["goal"], target["detail"])
+    return 0
+
+
+def write_report(results: dict[str, Any], doc: Path, assets: Path) -> None:
+    """The markdown at `doc`, the plots and a copy of the results in `assets`, linked relative to `doc`."""
+    from benchmarks.plots import write_plots
+    from benchmarks.report import render
+
+    plots = write_plots(results, assets)
+    json_path = assets / "results.json"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    doc_dir = doc.resolve().parent
+    links = {name: os.path.relpath(path.resolve(), doc_dir) for name, path in plots.items()}
+    doc.write_text(render(results, links, os.path.relpath(json_path.resolve(), doc_dir)))
+    log.info("wrote %s, plots and results in %s", doc, assets)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    results = json.loads(args.results.read_text())
+    write_report(results, args.doc, args.assets)
     return 0
 
 
@@ -177,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     _stop_on_sigterm()
     try:
-        return run_load(args) if args.bench_command == "load" else run_suite(args)
+        handlers = {"load": run_load, "suite": run_suite, "report": run_report}
+        return handlers[args.bench_command](args)
     except (ValueError, FileNotFoundError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 2

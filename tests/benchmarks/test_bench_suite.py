@@ -57,3 +57,10 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
         png = assets / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(docs/benchmarks/{name})" in text  # linked relative to the document
+
+    # the report re-renders from the results alone, identically
+    again = tmp_path / "AGAIN.md"
+    command = [sys.executable, "-m", "elastic_cli.main", "bench", "report", str(out / "results.json"),
+               "--doc", str(again), "--assets", str(assets)]  # fmt: skip
+    assert subprocess.run(command, cwd=REPO_ROOT, capture_output=True, timeout=300).returncode == 0
+    assert again.read_text() == text
