@@ -11,6 +11,7 @@ import io
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from statistics import median
 
 import httpx
 import numpy as np
@@ -91,19 +92,20 @@ def test_generous_budget_reaches_the_final_exit(client: httpx.Client, model: dic
 
 
 def test_budget_below_full_depth_answers_earlier_within_budget(client: httpx.Client, model: dict) -> None:
-    margin = model["serving"]["response_margin_ms"]
-    path = [e["cumulative_p95_ms_batch1"] for e in model["exits"]]
-    # room for exit 0 plus HTTP/decode overhead, far below the whole network
-    budget = path[0] + margin + 2.0
-    assert budget < path[-1] + margin, f"profile {path} leaves no budget below full depth"
+    # measure this machine now: server-side latency to exit 0 and to the final exit (medians of 3)
+    to_first = median(answer(classify_multipart(client, budget_mflops=model["exits"][0]["anytime_mflops"]))
+                      ["latency_ms"] for _ in range(3))  # fmt: skip
+    to_last = median(answer(classify_multipart(client))["latency_ms"] for _ in range(3))
+    budget = round((to_first + to_last) / 2, 3)  # below full depth, well above what exit 0 needs
+    assert budget < to_last
     tries = []
     for send in (classify_multipart, classify_json) * 4:
-        body = answer(send(client, budget_ms=round(budget, 3)))
-        assert body["exit"] < model["num_exits"] - 1 and body["stopped_by"] == "deadline"
+        body = answer(send(client, budget_ms=budget))
+        assert body["exit"] < model["num_exits"] - 1 and body["stopped_by"] == "deadline", (budget, to_last, body)
         tries.append(body)
         if body["budget_met"] and body["latency_ms"] <= budget:
             break
-    else:
+    else:  # a loaded machine may stall once or twice, not eight times running
         pytest.fail(f"no answer within {budget:.2f} ms in {len(tries)} tries: {[t['latency_ms'] for t in tries]}")
 
 
