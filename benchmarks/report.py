@@ -174,7 +174,7 @@ def _load_sweep(results: dict[str, Any]) -> str:
                 f"{p['load']:g}×",
                 f"{p['rate']:.0f} ({p['offered_rps']:.0f})" if p.get("offered_rps") else f"{p['rate']:.0f}",
                 f"{p['budget_ms']:g}",
-                p["sent"],
+                f"{p['sent']}{' †' if p.get('stopped_by_time') else ''}",
                 p["rejected"],
                 p["errors"],
                 pct(p["server_hit_rate"], 2),
@@ -327,9 +327,9 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
 - The load generator (`benchmarks/loadgen.py`, async httpx) runs in its own process, apart from the
   servers; bodies are encoded before each point starts. Closed loop: a fixed number of clients each
   waiting for its answer. Open loop: Poisson arrivals at a fixed rate, whatever the answers do.
-- Every point stops at its request count or its time limit. Rejected = HTTP 503/429; errors = any
-  other failure. "In budget (server)" is the server's `budget_met` over accepted requests; "client"
-  compares the client-side latency with the budget.
+- Every point stops at its request count or its time limit († after the count: stopped by time).
+  Rejected = HTTP 503/429; errors = any other failure. "In budget (server)" is the server's
+  `budget_met` over accepted requests; "client" compares the client-side latency with the budget.
 - Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
   over the span of their sends); the client shares the cores with the server, so under overload it
   may offer less than nominal.
