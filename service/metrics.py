@@ -14,7 +14,17 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.engine import Answer
@@ -41,6 +51,10 @@ class Metrics:
     def __init__(self, num_exits: int, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        if not multiprocess_dir():  # process_*, python_* as on the default registry (per-pid files can't hold them)
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
         self.exit_latency = Histogram(
             "elastic_exit_latency_seconds",
             "Server-side latency (receive to answer) of requests answered at each exit",
