@@ -137,6 +137,8 @@ def train(cfg: TrainConfig) -> Path:
     info: dict[str, Any] = {"epoch": 0, "history": []}
     if cfg.resume and (out / "state" / "state.json").is_file():
         info = load_state(out / "state", model, opt)
+        if info.get("scaler"):  # fp16 loss scale, so a resumed run does not start from 2**16 again
+            scaler.load_state_dict(info["scaler"])
         log.info("resumed from %s at epoch %d", out / "state", info["epoch"])
     net = DistributedDataParallel(model) if world > 1 else model
 
@@ -186,15 +188,20 @@ def train(cfg: TrainConfig) -> Path:
         if rank == 0 and not last and (epoch + 1) % max(1, cfg.eval_every) == 0:
             scores = evaluate(model, test_data.images, test_data.labels, mean, std, device=device, autocast_dtype=amp)
             record["test_accuracy"] = scores.accuracy
+        if rank == 0:
+            test = record.get("test_accuracy")
             log.info(
-                "epoch %d: loss %.4f, test acc per exit %s (%.0f s)",
+                "epoch %d/%d: loss %.4f, train acc per exit %s%s (%.0f s)",
                 epoch + 1,
+                cfg.epochs,
                 record["train_loss"],
-                " ".join(f"{100 * a:.2f}" for a in scores.accuracy),
+                _percents(record["train_accuracy"]),
+                f", test acc per exit {_percents(test)}" if test else "",
                 record["seconds"],
             )
         info["history"].append(record)
         info["epoch"] = epoch + 1
+        info["scaler"] = scaler.state_dict()
         if rank == 0:
             save_state(out / "state", model, opt, info)
     if world > 1:
@@ -225,7 +232,7 @@ def _write_outputs(
     scores = evaluate(model, test_data.images, test_data.labels, mean, std, device=device)
     if info["history"]:
         info["history"][-1]["test_accuracy"] = scores.accuracy
-    log.info("final test accuracy per exit (fp32): %s", " ".join(f"{100 * a:.2f}" for a in scores.accuracy))
+    log.info("final test accuracy per exit (fp32): %s", _percents(scores.accuracy))
     image_size = tuple(int(v) for v in test_data.images.shape[1:])
     model_cpu = model.cpu()
     meta = build_metadata(
@@ -250,6 +257,10 @@ def _write_outputs(
         title=f"{cfg.model} on {meta['dataset']}",
     )
     log.info("wrote %s, metrics.json and anytime.png in %s", out / "checkpoint", out)
+
+
+def _percents(fractions: list[float]) -> str:
+    return " ".join(f"{100 * a:.2f}" for a in fractions)
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
