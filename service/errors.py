@@ -50,12 +50,21 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+MAX_FIELD_ERRORS = 10  # a body with 100 000 unknown keys must not get a 12 MB answer (found by fuzzing)
+
+
 def field_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
-    """pydantic error dicts → JSON-safe {field, message, type}; the offending input is not echoed."""
+    """pydantic error dicts → JSON-safe {field, message, type}; the offending input is not echoed.
+
+    At most MAX_FIELD_ERRORS entries; a last entry {"field": "...", "type": "truncated"} counts the rest.
+    """
     out = []
-    for e in raw:
-        loc = [str(part) for part in e.get("loc", ()) if part not in ("body", "query", "path")]
+    for e in raw[:MAX_FIELD_ERRORS]:
+        loc = [str(part)[:64] for part in e.get("loc", ()) if part not in ("body", "query", "path")]
         out.append({"field": ".".join(loc) or "body", "message": str(e.get("msg", "invalid")), "type": e.get("type")})
+    if len(raw) > MAX_FIELD_ERRORS:
+        more = len(raw) - MAX_FIELD_ERRORS
+        out.append({"field": "...", "message": f"{more} more errors not shown", "type": "truncated"})
     return out
 
 
