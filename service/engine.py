@@ -1,9 +1,15 @@
 """The anytime engine: an earliest-deadline-first queue, a batcher, and a stage-by-stage executor
 in one dedicated inference thread (the event loop never runs the model).
 
-A batch runs stage by stage. After every exit the policy decides per request whether the next stage
-still fits; those that stop are answered at once (their asyncio future resolved thread-safely on
-its loop) and leave the batch, the rest go on with a smaller batch. Exit 0 always runs.
+A batch runs stage by stage. After every stage the policy decides per request whether the next
+stage still fits; the exit head is read only for the requests that may stop there (those that must,
+and those whose confidence target may stop them), and skipped when there are none. Those that stop
+are answered at once (their asyncio future resolved thread-safely on its loop) and leave the batch,
+the rest go on with a smaller batch. Exit 0 always answers a request that cannot go on.
+
+The batcher starts a batch as soon as the thread is free, and waits (at most max-wait, never past
+what the most urgent request can spare) only while the recent arrival rate says another request is
+likely to come within that wait: a lone request on a quiet server never waits for company.
 No FastAPI and no torch here: the model is reached through the runner's hooks.
 """
 
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits
+from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit
 from service.profile import LatencyProfile, calibrate
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,7 @@ class Job:
     top_k: int | None = None
     seq: int = 0
     enqueued: float = 0.0
+    heads_mflops: float = 0.0  # earlier exit heads read on this request's row (it went on after them)
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -108,6 +115,8 @@ class Engine:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._closed = False
+        self._last_arrival: float | None = None
+        self._arrival_gap_s = math.inf  # moving average of the gaps between arrivals
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -146,10 +155,18 @@ class Engine:
                 raise QueueFullError(f"{len(self._heap)} requests are already waiting")
             job.seq = next(self._seq)
             job.enqueued = self.clock()
+            self._note_arrival(job.enqueued)
             heapq.heappush(self._heap, job)
             depth = len(self._heap)
             self._cond.notify()
         self._observe("queued", depth)
+
+    def _note_arrival(self, now: float) -> None:
+        """Track the arrival rate (caller holds the lock); a quiet spell counts as at most one second."""
+        if self._last_arrival is not None:
+            gap = min(max(0.0, now - self._last_arrival), 1.0)
+            self._arrival_gap_s = gap if math.isinf(self._arrival_gap_s) else 0.7 * self._arrival_gap_s + 0.3 * gap
+        self._last_arrival = now
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop accepting, answer everything already queued, then end the thread (blocking).
@@ -189,22 +206,27 @@ class Engine:
     def _next_batch(self) -> list[Job] | None:
         """Wait for work, then gather up to max_batch_size jobs by EDF; None once closed and drained.
 
-        After the first job the batcher waits up to max_wait for more, but never longer than the most
+        With fewer than max_batch_size queued, the batcher waits for more only while another arrival
+        is expected within max_wait (from the recent arrival rate), and never longer than the most
         urgent job can spare without losing an exit (see `policy.affordable_wait`).
         """
-        cfg = self.config
+        cfg, profile = self.config, self.profile
         with self._cond:
             while not self._heap:
                 if self._closed:
                     return None
                 self._cond.wait()
-            collecting_since = self.clock()
-            while len(self._heap) < cfg.max_batch_size and not self._closed:
+            window_end = self.clock() + cfg.max_wait_s
+            while len(self._heap) < cfg.max_batch_size and not self._closed and cfg.max_wait_s > 0:
                 now = self.clock()
+                expected = (self._last_arrival or now) + self._arrival_gap_s
+                if expected > window_end:  # nothing likely to join in time: start now
+                    break
                 size = min(len(self._heap) + 1, cfg.max_batch_size)
-                stage_s = [self.profile.predict(k, size, cfg.quantile) for k in range(self.profile.num_exits)]
-                spare = affordable_wait(self._heap[0].budget, now, stage_s, cfg.margin_s)
-                timeout = min(collecting_since + cfg.max_wait_s - now, spare)
+                stage_s = [profile.predict_stage(k, size, cfg.quantile) for k in range(profile.num_exits)]
+                head_s = [profile.predict_head(k, size, cfg.quantile) for k in range(profile.num_exits)]
+                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, cfg.margin_s)
+                timeout = min(window_end - now, spare)
                 if timeout <= 0 or not self._cond.wait(timeout):
                     break
             batch = []
@@ -217,7 +239,7 @@ class Engine:
         return batch
 
     def _run(self, batch: list[Job]) -> None:
-        cfg, runner = self.config, self.runner
+        cfg, runner, profile = self.config, self.runner, self.profile
         start = self.clock()
         for job in batch:
             self._observe("queue_wait", start - job.enqueued)
@@ -234,11 +256,11 @@ class Engine:
             features = runner.batch([job.tensor for job in active])
             for k in range(runner.num_exits):
                 t0 = self.clock()
-                features, probs, confidence, class_id = runner.step(k, features)
+                features = runner.stage(k, features)
                 now = self.clock()
-                self.profile.observe(k, len(active), now - t0)
-                self._observe("stage", k, len(active), now - t0)
-                keep = self._after_exit(k, active, probs, confidence, class_id, now, start)
+                profile.observe(k, len(active), now - t0)
+                keep, head_s = self._exit(k, active, features, now, start)
+                self._observe("stage", k, len(active), now - t0 + head_s)
                 if not keep:
                     return
                 if len(keep) < len(active):
@@ -249,37 +271,68 @@ class Engine:
             for job in active:
                 _resolve(job.future, error=InferenceError(f"inference failed: {err}"))
 
-    def _after_exit(
-        self,
-        k: int,
-        active: list[Job],
-        probs: Any,
-        confidence: list[float],
-        class_id: list[int],
-        now: float,
-        start: float,
-    ) -> list[int]:
-        """Apply the policy after exit k: answer the requests that stop, return the rows that go on."""
-        runner = self.runner
-        next_mflops = runner.exit_mflops[k + 1] if k + 1 < runner.num_exits else math.inf
-        reasons = [self._decide(k, job, confidence[row], now, 0.0, next_mflops) for row, job in enumerate(active)]
-        # the time check predicts with the batch that would really go on: those stopping anyway leave it
+    def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
+        """Exit k after its stage ran: read the head for the requests that may stop here, answer those
+        that stop, and return (the rows that go on, seconds spent reading the head)."""
+        runner, profile, quantile = self.runner, self.profile, self.config.quantile
+        last = k + 1 >= runner.num_exits
+        next_direct = math.inf if last else runner.direct_mflops[k + 1]
+        # before the head: everything but confidence, and nothing predicted yet (final, compute, too late now)
+        reasons = [self._decide(k, job, None, now, 0.0, next_direct + job.heads_mflops) for job in active]
+        if not last:
+            self._time_check(k, active, reasons, now, next_direct)
+        need = [row for row, job in enumerate(active) if needs_exit(reasons[row], job.budget)]
+        if not need:  # nobody can stop here: skip the head
+            return list(range(len(active))), 0.0
+
+        t0 = self.clock()
+        probs, confidence, class_id = runner.read_exit(k, features, None if len(need) == len(active) else need)
+        now = self.clock()
+        profile.observe_head(k, len(need), now - t0)
         going_on = sum(r is Reason.CONTINUE for r in reasons)
-        predicted = self.profile.predict(k + 1, going_on, self.config.quantile) if going_on else 0.0
-        keep = []
-        for row, job in enumerate(active):
-            reason = reasons[row]
-            if reason is Reason.CONTINUE:
-                reason = self._decide(k, job, confidence[row], now, predicted, next_mflops)
-            if reason is Reason.CONTINUE:
-                keep.append(row)
-            else:
-                top = runner.top_k(probs, row, job.top_k) if job.top_k else None
-                self._answer(job, k, class_id[row], confidence[row], reason, top, start)
-        return keep
+        predicted = profile.predict(k + 1, going_on, quantile) if going_on and not last else 0.0
+        stopped = set()
+        for i, row in enumerate(need):
+            job, reason = active[row], reasons[row]
+            if reason is Reason.CONTINUE:  # read for its confidence: decide again, now with the head paid for
+                spent = job.heads_mflops + runner.head_mflops[k]
+                reason = self._decide(k, job, confidence[i], now, predicted, next_direct + spent)
+                if reason is Reason.CONTINUE:
+                    job.heads_mflops = spent
+                    continue
+            top = runner.top_k(probs, i, job.top_k) if job.top_k else None
+            self._answer(job, k, class_id[i], confidence[i], reason, top, start)
+            stopped.add(row)
+        return [row for row in range(len(active)) if row not in stopped], now - t0
+
+    def _time_check(self, k: int, active: list[Job], reasons: list[Reason], now: float, next_direct: float) -> None:
+        """Stop (in `reasons`) the requests whose exit k+1 would come too late.
+
+        The prediction uses the batch that really goes on (those stopping leave it) and, when head k
+        is to be read for anyone, the time of that read, which the requests going on wait for too.
+        Repeated until no more requests stop: each one that stops shrinks the batch but may add a read.
+        """
+        profile, quantile = self.profile, self.config.quantile
+        while True:
+            going_on = [row for row, r in enumerate(reasons) if r is Reason.CONTINUE]
+            if not going_on:
+                return
+            reading = sum(needs_exit(r, job.budget) for r, job in zip(reasons, active, strict=True))
+            predicted = profile.predict(k + 1, len(going_on), quantile)
+            if reading:
+                predicted += profile.predict_head(k, reading, quantile)
+            changed = False
+            for row in going_on:
+                job = active[row]
+                reason = self._decide(k, job, None, now, predicted, next_direct + job.heads_mflops)
+                if reason is not Reason.CONTINUE:
+                    reasons[row] = reason
+                    changed = True
+            if not changed:
+                return
 
     def _decide(
-        self, k: int, job: Job, confidence: float, now: float, predicted_next_s: float, next_mflops: float
+        self, k: int, job: Job, confidence: float | None, now: float, predicted_next_s: float, next_mflops: float
     ) -> Reason:
         return decide(
             k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self.config.margin_s
@@ -294,7 +347,7 @@ class Engine:
             class_id=int(class_id),
             confidence=float(confidence),
             exit_index=exit_index,
-            mflops=self.runner.exit_mflops[exit_index],
+            mflops=self.runner.direct_mflops[exit_index] + job.heads_mflops,
             latency_s=now - job.received,
             queue_s=max(0.0, started - job.enqueued),
             budget_met=deadline is None or now <= deadline,

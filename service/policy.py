@@ -6,14 +6,19 @@ profile's prediction and the exit costs, so tests can drive it with plain number
 A request continues to stage k+1 only if all of these hold:
 - exit k is not the final exit;
 - its confidence at exit k is below its `min_confidence` (if it gave one);
-- the cumulative MFLOPs of exit k+1 fit its `max_mflops` (if it gave one);
+- the MFLOPs it will have spent once exit k+1 answers fit its `max_mflops` (if it gave one);
 - `now + predicted(stage k+1 + head k+1) + margin <= deadline` (if it has a deadline).
 Exit 0 is never subject to the policy: it always runs, so every accepted request gets an answer.
+
+The engine decides once before it reads exit k's head (confidence not known yet) and reads the
+head only for the requests that may stop there (`needs_exit`); a request that goes on anyway would
+throw that head's answer away. Those it read are decided again with their confidence.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -45,21 +50,23 @@ class Budget:
 def decide(
     exit_index: int,
     num_exits: int,
-    confidence: float,
+    confidence: float | None,
     budget: Budget,
     now: float,
     predicted_next_s: float,
     next_mflops: float,
     margin_s: float,
 ) -> Reason:
-    """Decision after exit `exit_index`: `Reason.CONTINUE` or why the request stops here.
+    """Decision at exit `exit_index`: `Reason.CONTINUE` or why the request stops here.
 
-    `predicted_next_s` is the predicted time of stage k+1 plus head k+1 at the current batch size;
-    `next_mflops` the cumulative MFLOPs a request has spent once exit k+1 has run.
+    `predicted_next_s` is the predicted time until exit k+1 could answer: stage k+1 plus head k+1 at
+    the batch size that goes on (plus head k when it is still to be read for others);
+    `next_mflops` the MFLOPs the request has spent once exit k+1 has answered. `confidence` is None
+    before head k is read: everything but the confidence target is decided then.
     """
     if exit_index >= num_exits - 1:
         return Reason.FINAL
-    if budget.min_confidence is not None and confidence >= budget.min_confidence:
+    if confidence is not None and budget.min_confidence is not None and confidence >= budget.min_confidence:
         return Reason.CONFIDENT
     if budget.max_mflops is not None and next_mflops > budget.max_mflops:
         return Reason.COMPUTE
@@ -68,26 +75,37 @@ def decide(
     return Reason.CONTINUE
 
 
+def needs_exit(reason: Reason, budget: Budget) -> bool:
+    """Whether exit k's head must be read for a request decided `reason` before reading it: it stops
+    here, or its confidence there may stop it. A request that only goes on needs no answer here."""
+    return reason is not Reason.CONTINUE or budget.min_confidence is not None
+
+
 def first_exit_fits(budget: Budget, now: float, predicted_first_s: float, margin_s: float) -> bool:
     """Whether exit 0, started now, can still answer in time (always true without a deadline)."""
     return budget.deadline is None or now + predicted_first_s + margin_s <= budget.deadline
 
 
-def affordable_wait(budget: Budget, now: float, stage_s: list[float], margin_s: float) -> float:
+def affordable_wait(
+    budget: Budget, now: float, stage_s: Sequence[float], head_s: Sequence[float], margin_s: float
+) -> float:
     """How long a batch holding this request may still wait to start without costing it an exit.
 
-    `stage_s[k]` is the predicted time of stage k + head k. The request, started now, would reach the
-    deepest exit whose path fits before its deadline; the slack beyond that path is what it can spare.
-    A request that cannot make even exit 0 spares nothing; one without a deadline spares everything.
+    `stage_s[k]` and `head_s[k]` are the predicted times of stage k and of head k. Answering at exit
+    k takes stages 0..k and head k. The request, started now, goes on while the next exit fits before
+    its deadline; the slack beyond the path to the exit it stops at is what it can spare. A request
+    that cannot make even exit 0 spares nothing; one without a deadline spares everything.
     """
     if budget.deadline is None:
         return math.inf
     left = budget.deadline - now - margin_s
-    path = 0.0
-    for seconds in stage_s:
-        if path + seconds > left:
+    reached = None
+    stages = 0.0
+    for stage, head in zip(stage_s, head_s, strict=True):
+        stages += stage
+        if stages + head > left:
             break
-        path += seconds
-    if path == 0.0 and stage_s:
+        reached = stages + head
+    if reached is None:
         return 0.0
-    return max(0.0, left - path)
+    return max(0.0, left - reached)

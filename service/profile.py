@@ -1,9 +1,11 @@
-"""Latency profile: how long stage k + exit head k takes at a given batch size on this machine.
+"""Latency profile: how long stage k and exit head k take at a given batch size on this machine.
 
-Samples are kept per exit × batch-size bucket in a sliding window: first from a calibration at
-start-up (after warm-up), then from the stage times the engine observes while serving, so the
-policy predicts from what the machine does now. Thread-safe: the inference thread writes, the
-event loop reads. No torch here; `calibrate` takes a callable that times one stage-by-stage pass.
+Stage and head are kept apart because the engine reads a head only where some request may stop:
+a request going on pays for stage k+1 alone, one stopping there for stage k+1 and head k+1.
+Samples are kept per part × exit × batch-size bucket in a sliding window: first from a calibration
+at start-up (after warm-up), then from the times the engine observes while serving, so the policy
+predicts from what the machine does now. Thread-safe: the inference thread writes, the event loop
+reads. No torch here; `calibrate` takes a callable that times one stage-by-stage pass.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank]
 
 
+STAGE, HEAD = "stage", "head"
+PARTS = (STAGE, HEAD)
+
+
 class LatencyProfile:
     def __init__(self, num_exits: int, buckets: list[int], window: int = 256) -> None:
         if num_exits < 1 or not buckets:
@@ -40,8 +46,10 @@ class LatencyProfile:
         self.num_exits = num_exits
         self.buckets = sorted(set(buckets))
         self.window = window
-        self._samples = {(k, b): deque(maxlen=window) for k in range(num_exits) for b in self.buckets}
-        self._cache: dict[tuple[int, int], dict[str, float]] = {}
+        self._samples = {
+            (part, k, b): deque(maxlen=window) for part in PARTS for k in range(num_exits) for b in self.buckets
+        }
+        self._cache: dict[tuple[str, int, int], dict[str, float]] = {}
         self._lock = threading.Lock()
 
     def bucket(self, batch_size: int) -> int:
@@ -51,16 +59,25 @@ class LatencyProfile:
                 return b
         return self.buckets[-1]
 
-    def observe(self, exit_index: int, batch_size: int, seconds: float) -> None:
-        """Record one measured time of stage `exit_index` + its head for a batch of `batch_size`."""
+    def observe(self, exit_index: int, batch_size: int, stage_s: float, head_s: float | None = None) -> None:
+        """Record measured seconds of stage `exit_index` and, if it was read, its head, for `batch_size` rows."""
+        self._record(STAGE, exit_index, batch_size, stage_s)
+        if head_s is not None:
+            self._record(HEAD, exit_index, batch_size, head_s)
+
+    def observe_head(self, exit_index: int, batch_size: int, seconds: float) -> None:
+        """Record one measured time of exit head `exit_index` on `batch_size` rows."""
+        self._record(HEAD, exit_index, batch_size, seconds)
+
+    def _record(self, part: str, exit_index: int, batch_size: int, seconds: float) -> None:
         if not 0 <= exit_index < self.num_exits or not seconds >= 0:
             return
-        key = (exit_index, self.bucket(batch_size))
+        key = (part, exit_index, self.bucket(batch_size))
         with self._lock:
             self._samples[key].append(seconds)
             self._cache.pop(key, None)
 
-    def _stats(self, key: tuple[int, int]) -> dict[str, float] | None:
+    def _stats(self, key: tuple[str, int, int]) -> dict[str, float] | None:
         """Quantiles of one cell, cached until it changes. Caller holds the lock."""
         if key in self._cache:
             return self._cache[key]
@@ -73,60 +90,87 @@ class LatencyProfile:
         self._cache[key] = stats
         return stats
 
-    def predict(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:
-        """Predicted seconds of stage `exit_index` + head at `batch_size`; 0 if nothing measured.
-
-        An empty bucket borrows the nearest measured one, scaled by batch size when that is larger.
-        """
+    def _predict(self, part: str, exit_index: int, batch_size: int, quantile: str) -> float:
+        """An empty bucket borrows the nearest measured one, scaled by batch size when that is larger."""
         target = self.bucket(batch_size)
         with self._lock:
-            stats = self._stats((exit_index, target))
+            stats = self._stats((part, exit_index, target))
             if stats is not None:
                 return stats[quantile]
             for b in sorted(self.buckets, key=lambda b: abs(b - target)):
-                stats = self._stats((exit_index, b))
+                stats = self._stats((part, exit_index, b))
                 if stats is not None:
                     return stats[quantile] * max(1.0, target / b)
         return 0.0
 
+    def predict_stage(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:
+        """Predicted seconds of stage `exit_index` alone (a request going on past this exit); 0 if unmeasured."""
+        return self._predict(STAGE, exit_index, batch_size, quantile)
+
+    def predict_head(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:
+        """Predicted seconds of exit head `exit_index` on `batch_size` rows; 0 if unmeasured."""
+        return self._predict(HEAD, exit_index, batch_size, quantile)
+
+    def predict(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:
+        """Predicted seconds of stage `exit_index` + its head (what answering from that exit costs)."""
+        return self.predict_stage(exit_index, batch_size, quantile) + self.predict_head(
+            exit_index, batch_size, quantile
+        )
+
     def predict_path(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:
-        """Predicted seconds from the image to exit `exit_index` (stages and heads 0..k)."""
-        return sum(self.predict(k, batch_size, quantile) for k in range(exit_index + 1))
+        """Predicted seconds from the image to an answer at exit `exit_index`: stages 0..k and head k."""
+        stages = sum(self.predict_stage(k, batch_size, quantile) for k in range(exit_index + 1))
+        return stages + self.predict_head(exit_index, batch_size, quantile)
+
+    def sample_count(self, exit_index: int, batch_size: int, part: str = STAGE) -> int:
+        """How many samples the window holds for `part` ("stage" or "head") of an exit at a batch size."""
+        with self._lock:
+            return len(self._samples[(part, exit_index, self.bucket(batch_size))])
 
     @property
     def calibrated(self) -> bool:
         with self._lock:
-            return all(self._samples[(k, self.buckets[0])] for k in range(self.num_exits))
+            first = self.buckets[0]
+            return all(self._samples[(part, k, first)] for part in PARTS for k in range(self.num_exits))
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Per exit: {batch size: {p50_ms, p95_ms, samples}} for `/v1/model`."""
+        """Per exit: {batch size: {p50_ms, p95_ms, samples}} of stage + head, for `/v1/model`.
+
+        The quantiles are the sums of the stage's and the head's, as the policy predicts them.
+        """
         out = []
         with self._lock:
             for k in range(self.num_exits):
                 per_bucket = {}
                 for b in self.buckets:
-                    stats = self._stats((k, b))
-                    if stats is not None:
-                        per_bucket[str(b)] = {
-                            "p50_ms": round(stats["p50"] * 1e3, 4),
-                            "p95_ms": round(stats["p95"] * 1e3, 4),
-                            "samples": int(stats["n"]),
-                        }
+                    stage, head = self._stats((STAGE, k, b)), self._stats((HEAD, k, b))
+                    if stage is None and head is None:
+                        continue
+                    parts = [s for s in (stage, head) if s is not None]
+                    per_bucket[str(b)] = {
+                        "p50_ms": round(sum(s["p50"] for s in parts) * 1e3, 4),
+                        "p95_ms": round(sum(s["p95"] for s in parts) * 1e3, 4),
+                        "samples": int(min(s["n"] for s in parts)),
+                    }
                 out.append(per_bucket)
         return out
 
 
 def calibrate(
-    profile: LatencyProfile, time_pass: Callable[[int], list[float]], warmup_runs: int = 3, runs: int = 20
+    profile: LatencyProfile,
+    time_pass: Callable[[int], list[tuple[float, float]]],
+    warmup_runs: int = 3,
+    runs: int = 20,
 ) -> None:
     """Fill `profile` by timing full stage-by-stage passes at every bucket.
 
-    `time_pass(batch_size)` runs stages and heads 0..K-1 once and returns the seconds of each (stage k +
-    head k, device synchronised). Warm-up passes are discarded: first calls pay for allocation and kernels.
+    `time_pass(batch_size)` runs stages 0..K-1 once, reading every exit head, and returns (stage
+    seconds, head seconds) per exit, device synchronised. Warm-up passes are discarded: first calls
+    pay for allocation and kernels.
     """
     for batch_size in profile.buckets:
         for _ in range(warmup_runs):
             time_pass(batch_size)
         for _ in range(runs):
-            for k, seconds in enumerate(time_pass(batch_size)):
-                profile.observe(k, batch_size, seconds)
+            for k, (stage_s, head_s) in enumerate(time_pass(batch_size)):
+                profile.observe(k, batch_size, stage_s, head_s)

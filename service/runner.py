@@ -1,8 +1,13 @@
-"""The torch side of serving, as a few small hooks: preprocess, batch, step, select, top_k, time_pass.
+"""The torch side of serving, as a few small hooks: preprocess, batch, stage, read_exit, select, top_k,
+time_pass.
 
-The engine drives these without importing torch. Everything runs under `torch.inference_mode`; a
-step ends with the probabilities copied to the CPU, which also synchronises CUDA, so the time
-around a step is the real compute time of that stage and its exit head.
+The engine drives these without importing torch. Everything runs under `torch.inference_mode`.
+A stage and an exit head are separate calls, so the engine can skip the head of an exit where no
+request in the batch can stop. Both end synchronised (a stage waits for CUDA; reading an exit
+copies the probabilities to the CPU), so the time around each call is its real compute time.
+
+On the CPU the model and its inputs use the channels-last memory layout: oneDNN's convolutions are
+markedly faster on it (about a fifth less compute here), with the same results to float rounding.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -33,17 +39,37 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def head_costs(meta: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(direct MFLOPs of each exit, MFLOPs of each exit head) from checkpoint metadata.
+
+    `mflops[k]` is stem + stages 0..k + head k; `anytime_mflops[k]` adds heads 0..k-1, so head k
+    costs the growth of that difference from k to k+1. The final head never runs on the way to
+    another exit, so its own cost is not needed (it is inside `mflops` of the final exit).
+    """
+    exits = meta["exits"]
+    direct = [float(e["mflops"]) for e in exits]
+    earlier_heads = [float(e.get("anytime_mflops", e["mflops"])) - float(e["mflops"]) for e in exits]
+    heads = [max(0.0, earlier_heads[k + 1] - earlier_heads[k]) for k in range(len(exits) - 1)] + [0.0]
+    return direct, heads
+
+
 class ModelRunner:
-    def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
+    def __init__(self, checkpoint: Checkpoint, device: torch.device, channels_last: bool | None = None) -> None:
         self.device = device
-        self.model = checkpoint.model.to(device).eval()
+        self.channels_last = device.type == "cpu" if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = checkpoint.model.to(device).eval().to(memory_format=self.memory_format)
         self.meta = checkpoint.meta
         self.classes = checkpoint.classes
         self.num_exits = self.model.num_exits
         self.input_size = tuple(int(v) for v in self.meta["input_size"])
-        # what a stage-by-stage run has spent once exit k answers: earlier heads included
+        # what a stage-by-stage run that reads every exit has spent once exit k answers
         self.exit_mflops = [float(e.get("anytime_mflops", e["mflops"])) for e in self.meta["exits"]]
+        # what it spends when it reads only the exit it answers from, and what each earlier head read adds
+        self.direct_mflops, self.head_mflops = head_costs(self.meta)
         self._transform = eval_transform(self.input_size, self.meta["mean"], self.meta["std"])
+        self._mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.tensor(self.meta["std"], dtype=torch.float32).view(-1, 1, 1)
 
     @property
     def channels(self) -> int:
@@ -54,25 +80,47 @@ class ModelRunner:
         return min(self.input_size[1:])
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """A decoded PIL image → the normalised (C, H, W) CPU tensor the model takes."""
+        """A decoded PIL image → the normalised (C, H, W) CPU tensor the model takes.
+
+        An image already at the model's size needs no resize or crop; it takes a direct path that
+        computes what the transform would (scale to [0, 1], then normalise) without its dispatch cost.
+        """
+        channels, height, width = self.input_size
+        if image.size == (width, height) and image.mode == ("L" if channels == 1 else "RGB"):
+            pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+            pixels = pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+            # the same operations as ToDtype(scale=True) + Normalize, so the same floats
+            return pixels.to(torch.float32).mul_(1.0 / 255).sub_(self._mean).div_(self._std)
         return self._transform(image)
 
     @torch.inference_mode()
     def batch(self, tensors: list[Any]) -> torch.Tensor:
-        return torch.stack(tensors).to(self.device, non_blocking=True)
+        stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+        return stacked.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def step(self, index: int, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float], list[int]]:
-        """Stage `index` and its exit: (features for the next stage, CPU probs, confidences, class ids)."""
+    def stage(self, index: int, features: torch.Tensor) -> torch.Tensor:
+        """Stage `index` (stage 0 applies the stem): the features for its exit head and the next stage."""
         features = self.model.run_stage(index, features)
+        self._sync()
+        return features
+
+    @torch.inference_mode()
+    def read_exit(
+        self, index: int, features: torch.Tensor, rows: list[int] | None = None
+    ) -> tuple[torch.Tensor, list[float], list[int]]:
+        """Exit head `index` on `rows` of the batch (all if None): (CPU probs, confidences, class ids), one per row."""
+        if rows is not None:
+            features = self.select(features, rows)
         probs = torch.softmax(self.model.run_exit(index, features).float(), dim=1).cpu()
         confidence, class_id = probs.max(dim=1)
-        return features, probs, confidence.tolist(), class_id.tolist()
+        return probs, confidence.tolist(), class_id.tolist()
 
     @torch.inference_mode()
     def select(self, features: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """Keep only `rows` of the batch: requests that stopped leave it."""
-        return features.index_select(0, torch.tensor(rows, device=features.device))
+        picked = features.index_select(0, torch.tensor(rows, device=features.device))
+        return picked.contiguous(memory_format=self.memory_format)
 
     def top_k(self, probs: torch.Tensor, row: int, k: int) -> list[tuple[int, float]]:
         values, indices = probs[row].topk(min(k, probs.shape[1]))
@@ -83,13 +131,15 @@ class ModelRunner:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def time_pass(self, batch_size: int) -> list[float]:
-        """One stage-by-stage pass on random input; seconds of each stage + head (for calibration)."""
-        features = torch.randn(batch_size, *self.input_size, device=self.device)
+    def time_pass(self, batch_size: int) -> list[tuple[float, float]]:
+        """One pass on random input that reads every exit; (stage seconds, head seconds) per exit (calibration)."""
+        features = self.batch(list(torch.randn(batch_size, *self.input_size)))
         self._sync()
         times = []
         for k in range(self.num_exits):
             start = time.perf_counter()
-            features, _, _, _ = self.step(k, features)
-            times.append(time.perf_counter() - start)
+            features = self.stage(k, features)
+            middle = time.perf_counter()
+            self.read_exit(k, features)
+            times.append((middle - start, time.perf_counter() - middle))
         return times

@@ -1,10 +1,12 @@
 """The engine with the real runner on the tiny model. Deadlines use a simulated clock that advances
-10 ms per stage (a slow device), so which exit a request reaches does not depend on this machine."""
+10 ms per stage (a slow device) and a set time per exit-head read (0 unless a test says otherwise),
+so which exit a request reaches does not depend on this machine."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 
 import pytest
@@ -38,18 +40,26 @@ class SimulatedClock:
 
 
 class SlowDevice(ModelRunner):
-    """The real runner, on a device whose every stage takes exactly STAGE_S of simulated time."""
+    """The real runner, on a device whose every stage takes exactly STAGE_S of simulated time and
+    every exit-head read `head_s`. It records the batch sizes and which rows each head read got."""
 
-    def __init__(self, checkpoint: Checkpoint, clock: SimulatedClock) -> None:
+    def __init__(self, checkpoint: Checkpoint, clock: SimulatedClock, head_s: float = 0.0) -> None:
         super().__init__(checkpoint, torch.device("cpu"))
         self.clock = clock
+        self.head_s = head_s
         self.batch_sizes: list[int] = []
+        self.reads: list[tuple[int, int]] = []  # (exit, rows read)
 
-    def step(self, index, features):  # type: ignore[no-untyped-def]
+    def stage(self, index, features):  # type: ignore[no-untyped-def]
         if index == 0:
             self.batch_sizes.append(features.shape[0])
         self.clock.now += STAGE_S
-        return super().step(index, features)
+        return super().stage(index, features)
+
+    def read_exit(self, index, features, rows=None):  # type: ignore[no-untyped-def]
+        self.reads.append((index, features.shape[0] if rows is None else len(rows)))
+        self.clock.now += self.head_s
+        return super().read_exit(index, features, rows)
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +70,13 @@ def checkpoint() -> Checkpoint:
     return Checkpoint(model=model, meta=meta)
 
 
-def make_engine(checkpoint: Checkpoint, **config) -> tuple[Engine, SimulatedClock, SlowDevice]:
+def make_engine(checkpoint: Checkpoint, head_s: float = 0.0, **config) -> tuple[Engine, SimulatedClock, SlowDevice]:
     clock = SimulatedClock()
-    runner = SlowDevice(checkpoint, clock)
+    runner = SlowDevice(checkpoint, clock, head_s)
     profile = LatencyProfile(runner.num_exits, [1, 2, 4, 8])
     for k in range(runner.num_exits):  # a calibrated profile of the simulated device
         for b in (1, 2, 4, 8):
-            profile.observe(k, b, STAGE_S)
+            profile.observe(k, b, STAGE_S, head_s)
     defaults = {"max_batch_size": 8, "max_wait_s": 0.0, "margin_s": 0.0}
     engine = Engine(runner, profile, EngineConfig(**{**defaults, **config}), clock=clock)
     return engine, clock, runner
@@ -99,6 +109,7 @@ def test_one_batch_different_deadlines_leave_at_different_exits(checkpoint: Chec
     budgets = [Budget(), Budget(deadline=t0 + 0.025), Budget(deadline=t0 + 0.015), Budget(deadline=t0 + 0.005)]
     answers = run(engine, budgets)
     assert runner.batch_sizes == [4]  # one batch
+    assert runner.reads == [(0, 2), (1, 1), (2, 1)]  # each head read only for the rows stopping there
     assert [a.exit_index for a in answers] == [2, 1, 0, 0]
     assert [a.reason for a in answers] == [Reason.FINAL, Reason.DEADLINE, Reason.DEADLINE, Reason.DEADLINE]
     assert [a.budget_met for a in answers] == [True, True, True, False]  # the last could not make even exit 0
@@ -129,7 +140,10 @@ def test_one_batch_different_compute_budgets(checkpoint: Checkpoint) -> None:
     budgets = [Budget(max_mflops=mflops[2]), Budget(max_mflops=mflops[1]), Budget(max_mflops=mflops[0] / 2)]
     answers = run(engine, budgets, top_k=3)
     assert [a.exit_index for a in answers] == [2, 1, 0]
-    assert [a.mflops for a in answers] == [mflops[2], mflops[1], mflops[0]]
+    # no earlier head was read for any of them: each spent the direct cost of its exit
+    direct = runner.direct_mflops
+    assert [a.mflops for a in answers] == [direct[2], direct[1], direct[0]]
+    assert answers[0].mflops <= mflops[2] and answers[1].mflops <= mflops[1]
     assert [a.reason for a in answers] == [Reason.FINAL, Reason.COMPUTE, Reason.COMPUTE]
     for a in answers:
         assert len(a.top_k) == 3 and a.top_k[0] == (a.class_id, pytest.approx(a.confidence))
@@ -201,10 +215,72 @@ def test_unmeetable_deadline_can_be_rejected(checkpoint: Checkpoint) -> None:
 
 
 def test_observed_stage_times_update_the_profile(checkpoint: Checkpoint) -> None:
-    engine, _, _ = make_engine(checkpoint)
-    before = engine.profile.snapshot()[0]["2"]["samples"]
+    engine, _, runner = make_engine(checkpoint)
+    profile, last = engine.profile, runner.num_exits - 1
+    stages = [profile.sample_count(k, 2) for k in range(runner.num_exits)]
+    heads = [profile.sample_count(k, 2, "head") for k in range(runner.num_exits)]
     run(engine, [Budget(), Budget()])
-    assert engine.profile.snapshot()[0]["2"]["samples"] == before + 1
+    assert [profile.sample_count(k, 2) for k in range(runner.num_exits)] == [n + 1 for n in stages]
+    # only the final head was read (nobody could stop earlier), so only its time was observed
+    assert [profile.sample_count(k, 2, "head") for k in range(runner.num_exits)] == [
+        n + (k == last) for k, n in enumerate(heads)
+    ]
+
+
+def test_heads_are_read_only_where_someone_may_stop(checkpoint: Checkpoint) -> None:
+    engine, _, runner = make_engine(checkpoint)
+    # the first wants 99% confidence (an untrained 10-class model never gets there): every head is
+    # read for it alone; the second can only stop at the final exit
+    answers = run(engine, [Budget(min_confidence=0.99), Budget()])
+    assert runner.reads == [(0, 1), (1, 1), (2, 2)]
+    assert [a.exit_index for a in answers] == [2, 2]
+    direct, heads = runner.direct_mflops, runner.head_mflops
+    assert answers[0].mflops == pytest.approx(direct[2] + heads[0] + heads[1])  # the compute it really used
+    assert answers[1].mflops == direct[2]
+
+
+def test_a_head_read_for_others_delays_those_going_on(checkpoint: Checkpoint) -> None:
+    # stages take 10 ms, head reads 5 ms: alone, a 25 ms budget reaches exit 1 (stage 0, stage 1, head 1)
+    engine, clock, runner = make_engine(checkpoint, head_s=0.005)
+    alone = run(engine, [Budget(deadline=clock.now + 0.025)])[0]
+    assert (alone.exit_index, alone.budget_met, alone.latency_s) == (1, True, pytest.approx(0.025))
+    assert runner.reads == [(1, 1)]
+    # with a confidence-seeking neighbour, head 0 is read for it first; waiting for that read would
+    # make exit 1 late, so the policy stops the timed request at exit 0, in time
+    engine, clock, runner = make_engine(checkpoint, head_s=0.005)
+    answers = run(engine, [Budget(deadline=clock.now + 0.025), Budget(min_confidence=0.99)])
+    assert (answers[0].exit_index, answers[0].reason, answers[0].budget_met) == (0, Reason.DEADLINE, True)
+    assert answers[0].latency_s == pytest.approx(0.015)
+    assert runner.reads[0] == (0, 2)
+
+
+def test_a_lone_request_does_not_wait_for_company(checkpoint: Checkpoint) -> None:
+    # max-wait is 5 s; nothing else is arriving, so the batch starts at once
+    engine, _, runner = make_engine(checkpoint, max_wait_s=5.0)
+    started = time.monotonic()
+    answers = run(engine, [Budget()])
+    assert answers[0].exit_index == runner.num_exits - 1
+    assert time.monotonic() - started < 2.5
+
+
+def test_frequent_arrivals_are_batched_within_max_wait(checkpoint: Checkpoint) -> None:
+    engine, _, runner = make_engine(checkpoint, max_wait_s=1.0)
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        jobs = [Job(torch.rand(3, 32, 32), Budget(), engine.clock(), loop.create_future()) for _ in range(3)]
+        engine.submit(jobs[0])
+        engine.submit(jobs[1])  # two arrivals at the same instant: the next one is expected soon
+        engine.start(calibrate_first=False)
+        await asyncio.sleep(0.1)
+        engine.submit(jobs[2])
+        answers = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), 30)
+        await asyncio.to_thread(engine.stop, 5.0)
+        return answers
+
+    answers = asyncio.run(main())
+    assert len(answers) == 3
+    assert runner.batch_sizes == [3]  # the batcher waited for the third
 
 
 class BrokenObserver:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits
+from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit
 
 NUM_EXITS = 5
 STAGE_S = 0.010  # the fake profile: every stage + head takes 10 ms
@@ -84,13 +84,40 @@ def test_urgency_orders_deadlines_before_no_deadline() -> None:
 
 
 def test_affordable_wait_keeps_the_reachable_exit() -> None:
-    stages = [0.010] * NUM_EXITS
-    assert affordable_wait(Budget(), 0.0, stages, 0.0) == math.inf
+    stages, heads = [0.010] * NUM_EXITS, [0.0] * NUM_EXITS
+    assert affordable_wait(Budget(), 0.0, stages, heads, 0.0) == math.inf
     # 35 ms reaches exit 2 (30 ms): 5 ms to spare
-    assert affordable_wait(Budget(deadline=0.035), 0.0, stages, 0.0) == pytest.approx(0.005)
-    assert affordable_wait(Budget(deadline=0.035), 0.0, stages, 0.002) == pytest.approx(0.003)
+    assert affordable_wait(Budget(deadline=0.035), 0.0, stages, heads, 0.0) == pytest.approx(0.005)
+    assert affordable_wait(Budget(deadline=0.035), 0.0, stages, heads, 0.002) == pytest.approx(0.003)
     # the whole network fits with 10 ms left over
-    assert affordable_wait(Budget(deadline=0.060), 0.0, stages, 0.0) == pytest.approx(0.010)
+    assert affordable_wait(Budget(deadline=0.060), 0.0, stages, heads, 0.0) == pytest.approx(0.010)
     # not even exit 0 fits: start at once
-    assert affordable_wait(Budget(deadline=0.005), 0.0, stages, 0.0) == 0.0
-    assert affordable_wait(Budget(deadline=-1.0), 0.0, stages, 0.0) == 0.0
+    assert affordable_wait(Budget(deadline=0.005), 0.0, stages, heads, 0.0) == 0.0
+    assert affordable_wait(Budget(deadline=-1.0), 0.0, stages, heads, 0.0) == 0.0
+
+
+def test_affordable_wait_counts_only_the_answering_head() -> None:
+    # stages 8 ms, heads 2 ms: exit k answers after (k + 1) * 8 + 2 ms, earlier heads are not read
+    stages, heads = [0.008] * NUM_EXITS, [0.002] * NUM_EXITS
+    assert affordable_wait(Budget(deadline=0.030), 0.0, stages, heads, 0.0) == pytest.approx(0.004)  # exit 2: 26 ms
+    assert affordable_wait(Budget(deadline=0.009), 0.0, stages, heads, 0.0) == 0.0  # exit 0 needs 10 ms
+    # an expensive early head does not make a later exit unreachable
+    assert affordable_wait(Budget(deadline=0.030), 0.0, stages, [0.020, 0.002, 0.002, 0, 0], 0.0) == pytest.approx(
+        0.004
+    )
+
+
+def test_before_the_head_everything_but_confidence_is_decided() -> None:
+    budget = Budget(deadline=0.050, max_mflops=120.0, min_confidence=0.9)
+    # confidence unknown: no confident stop yet, the other limits apply as usual
+    assert decide(0, NUM_EXITS, None, budget, 0.010, 0.010, 80.0, 0.0) is Reason.CONTINUE
+    assert decide(2, NUM_EXITS, None, budget, 0.030, 0.010, 160.0, 0.0) is Reason.COMPUTE
+    assert decide(3, NUM_EXITS, None, budget, 0.045, 0.010, 100.0, 0.0) is Reason.DEADLINE
+    assert decide(NUM_EXITS - 1, NUM_EXITS, None, budget, 0.0, 0.0, math.inf, 0.0) is Reason.FINAL
+
+
+def test_the_head_is_read_for_requests_that_may_stop() -> None:
+    assert not needs_exit(Reason.CONTINUE, Budget(deadline=1.0, max_mflops=100.0))
+    assert needs_exit(Reason.CONTINUE, Budget(min_confidence=0.5))  # its confidence may stop it here
+    for reason in (Reason.FINAL, Reason.COMPUTE, Reason.DEADLINE):
+        assert needs_exit(reason, Budget())

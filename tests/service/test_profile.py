@@ -59,6 +59,21 @@ def test_predict_path_sums_the_stages() -> None:
     assert profile.predict_path(2, 1) == pytest.approx(0.006)
 
 
+def test_stage_and_head_are_kept_apart() -> None:
+    profile = LatencyProfile(3, [1, 2])
+    for k in range(3):
+        profile.observe(k, 1, 0.001 * (k + 1), 0.0005)
+    profile.observe_head(1, 2, 0.004)
+    assert profile.predict_stage(1, 1) == pytest.approx(0.002)
+    assert profile.predict_head(1, 1) == pytest.approx(0.0005)
+    assert profile.predict(1, 1) == pytest.approx(0.0025)  # answering at exit 1: its stage and its head
+    assert profile.predict_head(1, 2) == pytest.approx(0.004)
+    # the path to an exit reads only that exit's head
+    assert profile.predict_path(2, 1) == pytest.approx(0.001 + 0.002 + 0.003 + 0.0005)
+    assert profile.snapshot()[1]["1"] == {"p50_ms": 2.5, "p95_ms": 2.5, "samples": 1}
+    assert profile.sample_count(1, 2, "head") == 1 and profile.sample_count(1, 2) == 0
+
+
 def test_bad_observations_are_ignored() -> None:
     profile = LatencyProfile(1, [1])
     profile.observe(5, 1, 0.1)
@@ -72,16 +87,17 @@ def test_calibrate_discards_warmup_and_fills_every_bucket() -> None:
     profile = LatencyProfile(3, [1, 2, 4], window=100)
     calls = []
 
-    def time_pass(batch_size: int) -> list[float]:
+    def time_pass(batch_size: int) -> list[tuple[float, float]]:
         calls.append(batch_size)
         first = len([c for c in calls if c == batch_size]) <= 2  # the warm-up passes are slow
-        return [1.0 if first else 0.001 * batch_size] * 3
+        return [(1.0, 1.0) if first else (0.001 * batch_size, 0.0001 * batch_size)] * 3
 
     calibrate(profile, time_pass, warmup_runs=2, runs=5)
     assert calls == [1] * 7 + [2] * 7 + [4] * 7
     assert profile.calibrated
     for b in (1, 2, 4):
-        assert profile.predict(2, b) == pytest.approx(0.001 * b)
+        assert profile.predict_stage(2, b) == pytest.approx(0.001 * b)
+        assert profile.predict_head(2, b) == pytest.approx(0.0001 * b)
         assert profile.snapshot()[2][str(b)]["samples"] == 5
 
 

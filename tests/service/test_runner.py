@@ -1,0 +1,93 @@
+"""The model runner on the tiny model: the fast preprocessing path, the channels-last layout, partial
+head reads and the per-head cost it reports, each against the plain reference computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.checkpoint import Checkpoint, build_metadata
+from models.registry import create_model
+from service.runner import ModelRunner, head_costs
+
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> Checkpoint:
+    torch.manual_seed(0)
+    model = create_model("tiny").eval()
+    meta = build_metadata(model, "tiny", {}, CLASSES, (3, 32, 32), [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
+    return Checkpoint(model=model, meta=meta)
+
+
+def random_image(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    shape = (height, width) if mode == "L" else (height, width, 3)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 32), (64, 48), (17, 90)])
+def test_preprocess_equals_the_eval_transform(checkpoint: Checkpoint, size: tuple[int, int]) -> None:
+    runner = ModelRunner(checkpoint, torch.device("cpu"))
+    for seed in range(3):
+        image = random_image(*size, seed=seed)
+        fast, reference = runner.preprocess(image), runner._transform(image)
+        assert fast.shape == (3, 32, 32) and fast.dtype == torch.float32
+        assert torch.equal(fast, reference)  # bit for bit: the same operations in the same order
+
+
+def test_stage_by_stage_matches_the_reference_model_in_either_layout(checkpoint: Checkpoint) -> None:
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        reference = [torch.softmax(logits, 1) for logits in checkpoint.model(x)]
+    for channels_last in (True, False):
+        runner = ModelRunner(checkpoint, torch.device("cpu"), channels_last=channels_last)
+        assert runner.channels_last is channels_last
+        features = runner.batch(list(x))
+        for k in range(runner.num_exits):
+            features = runner.stage(k, features)
+            probs, confidence, class_id = runner.read_exit(k, features)
+            torch.testing.assert_close(probs, reference[k], rtol=1e-5, atol=1e-6)
+            assert class_id == reference[k].argmax(1).tolist()
+            assert confidence == pytest.approx(reference[k].max(1).values.tolist(), abs=1e-6)
+
+
+def test_cpu_serving_uses_channels_last(checkpoint: Checkpoint) -> None:
+    runner = ModelRunner(checkpoint, torch.device("cpu"))
+    assert runner.channels_last
+    features = runner.batch([torch.rand(3, 32, 32) for _ in range(2)])
+    assert features.is_contiguous(memory_format=torch.channels_last)
+    kept = runner.select(runner.stage(0, features), [1])
+    assert kept.shape[0] == 1 and kept.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_reading_some_rows_gives_those_rows(checkpoint: Checkpoint) -> None:
+    runner = ModelRunner(checkpoint, torch.device("cpu"))
+    features = runner.stage(0, runner.batch([torch.rand(3, 32, 32) for _ in range(4)]))
+    everyone, confidence, class_id = runner.read_exit(0, features)
+    some, some_confidence, some_class = runner.read_exit(0, features, [3, 1])
+    torch.testing.assert_close(some, everyone[[3, 1]], rtol=1e-5, atol=1e-6)
+    assert some_class == [class_id[3], class_id[1]]
+    assert some_confidence == pytest.approx([confidence[3], confidence[1]])
+
+
+def test_head_costs_add_up_to_the_anytime_costs(checkpoint: Checkpoint) -> None:
+    direct, heads = head_costs(checkpoint.meta)
+    anytime = [e["anytime_mflops"] for e in checkpoint.meta["exits"]]
+    for k in range(len(direct)):
+        # reading every earlier head on the way costs what the metadata's anytime cost says
+        assert direct[k] + sum(heads[:k]) == pytest.approx(anytime[k], abs=1e-6)
+    assert heads[-1] == 0.0 and all(h >= 0 for h in heads)
+    # metadata without anytime costs: heads count as free, exits cost their direct MFLOPs
+    plain = {"exits": [{"mflops": 1.0}, {"mflops": 2.0}]}
+    assert head_costs(plain) == ([1.0, 2.0], [0.0, 0.0])
+
+
+def test_calibration_pass_times_stage_and_head_apart(checkpoint: Checkpoint) -> None:
+    runner = ModelRunner(checkpoint, torch.device("cpu"))
+    times = runner.time_pass(2)
+    assert len(times) == runner.num_exits
+    assert all(stage > 0 and head > 0 for stage, head in times)
