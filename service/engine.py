@@ -355,8 +355,8 @@ class Engine:
             slack_s=None if deadline is None else deadline - now,
             top_k=top,
         )
+        self._observe("answered", answer, job.budget)  # first: the woken event loop then finds the GIL free sooner
         _resolve(job.future, answer=answer)
-        self._observe("answered", answer, job.budget)
 
     def _observe(self, hook: str, *args: Any) -> None:
         if self.observer is None:
