@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from service.errors import install_error_handlers
 from service.metrics import multiprocess_dir
+from service.openapi import install_openapi
 from service.routes import router
 from service.settings import Settings
 from service.state import build_service
@@ -54,4 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+
+    def limits() -> tuple[object, dict[str, float | None]]:
+        runner = getattr(getattr(app.state, "service", None), "runner", None)
+        return runner, {
+            "max_budget_ms": settings.max_budget_ms,
+            "max_budget_mflops": settings.max_budget_mflops,
+            "num_classes": len(runner.classes) if runner is not None else None,
+        }
+
+    install_openapi(app, limits)
     return app

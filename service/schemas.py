@@ -61,6 +61,12 @@ class ClassifyOptions(BaseModel):
             raise ValueError(f"budget_mflops must be at most {cap:g}")
         return value
 
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _integral_float(cls, value: Any) -> Any:
+        """JSON Schema counts 3.0 as an integer, so do we (strict JSON validation would refuse it)."""
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
     @field_validator("top_k")
     @classmethod
     def _top_k_cap(cls, value: int | None, info: ValidationInfo) -> int | None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "ELASTIC_"
 
@@ -32,7 +32,16 @@ class Settings(BaseModel):
     queue_limit: int = Field(256, ge=1, le=1_000_000, description="requests waiting to run; more → 503")
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After header on 503")
     reject_unmeetable: bool = Field(False, description="504 instead of an exit-0 answer when even exit 0 is late")
+    max_in_flight: int = Field(
+        512, ge=1, le=1_000_000, description="classify requests being read, decoded or run at once; more → 503"
+    )
+
+    # shutdown and administration
     drain_timeout_s: float = Field(30.0, ge=0, le=3600, allow_inf_nan=False)
+    drain_quiet_s: float = Field(
+        0.5, ge=0, le=60, allow_inf_nan=False, description="on SIGTERM: close only after this long with no request"
+    )
+    admin_token: SecretStr | None = Field(None, description="bearer token for /v1/admin/*; unset: no admin routes")
 
     # budgets
     default_budget_ms: float | None = Field(None, gt=0, allow_inf_nan=False, description="None: final exit")
@@ -50,6 +59,13 @@ class Settings(BaseModel):
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
     max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000, description="decompression-bomb guard")
     decode_threads: int = Field(4, ge=1, le=256, description="images decoded at once (memory bound)")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
     @model_validator(mode="after")
     def _budget_fits_range(self) -> Settings:
@@ -84,6 +100,8 @@ class Settings(BaseModel):
         """`ELASTIC_*` variables that reproduce these settings (how `elastic serve` hands them to workers)."""
         env = {}
         for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is not None:
                 env[ENV_PREFIX + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
