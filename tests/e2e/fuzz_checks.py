@@ -26,14 +26,14 @@ IMAGE_CONTENT_ERRORS = {
 
 
 @schemathesis.hook
-def filter_case(context, case) -> bool:  # noqa: ANN001
+def filter_case(context, case) -> bool:
     if not (case.media_type or "").startswith("multipart/") or not isinstance(case.body, dict):
         return True
     return not any(isinstance(v, list) and len(v) <= 1 for k, v in case.body.items() if k != "image")
 
 
 @schemathesis.check
-def schema_valid_requests_are_answered(ctx, response, case) -> bool | None:  # noqa: ANN001
+def schema_valid_requests_are_answered(ctx, response, case) -> bool | None:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or response.status_code < 400:
         return None
