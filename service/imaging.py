@@ -62,6 +62,22 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
         return image
 
 
+def header_pixels(data: bytes) -> int | None:
+    """Width × height from the image header alone (nothing decoded), or None if the header is unreadable.
+
+    Cheap (tens of µs): callers use it to decode small images in place and hand big ones to a worker
+    thread. An unreadable header gets None, so the full decode reports the error.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Exception:
+        return None
+    return width * height
+
+
 def decode_image(data: bytes, max_pixels: int, channels: int = 3, min_side: int = 0) -> Image.Image:
     """Decode, check and convert `data` to an 'RGB' (or 'L' if `channels` is 1) image.
 
