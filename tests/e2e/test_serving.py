@@ -110,6 +110,14 @@ def test_budget_below_full_depth_answers_earlier_within_budget(client: httpx.Cli
         pytest.fail(f"no answer within {budget:.2f} ms in {len(tries)} tries: {[t['latency_ms'] for t in tries]}")
 
 
+def test_small_and_large_images_both_decode(client: httpx.Client, model: dict) -> None:
+    # small images are decoded on the event loop, large ones in a worker thread: both paths answer
+    for size in ((32, 32), (400, 300)):
+        for fmt, mime in (("PNG", "image/png"), ("JPEG", "image/jpeg")):
+            body = answer(classify_multipart(client, image_bytes(fmt, size), mime))
+            assert body["exit"] == model["num_exits"] - 1, (size, fmt)
+
+
 def test_compute_budget_caps_the_exit(client: httpx.Client, model: dict) -> None:
     costs = [e["anytime_mflops"] for e in model["exits"]]
     for k in range(model["num_exits"]):

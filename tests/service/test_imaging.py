@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import ImageError, decode_image
+from service.imaging import ImageError, decode_image, header_pixels
 
 LIMIT = 40_000_000
 
@@ -116,3 +116,12 @@ def test_pixel_limit_stops_decompression_bombs() -> None:
     assert info.value.status == 413 and "pixels" in info.value.message
     with pytest.raises(ImageError):
         decode_image(encode(gradient(100, 100), "PNG"), max_pixels=5000)
+
+
+def test_header_pixels_reads_the_size_without_decoding() -> None:
+    assert header_pixels(encode(gradient(40, 30), "PNG")) == 1200
+    assert header_pixels(encode(gradient(64, 48), "JPEG")) == 64 * 48
+    # a truncated body still has its header: the size is known, the decode will report the damage
+    assert header_pixels(encode(gradient(40, 30), "PNG")[:60]) == 1200
+    assert header_pixels(b"not an image") is None
+    assert header_pixels(b"") is None
