@@ -61,6 +61,7 @@ class Answer:
     reason: Reason
     slack_s: float | None = None  # deadline minus answer time; None without a deadline
     top_k: list[tuple[int, float]] | None = None
+    runner: Any = None  # the runner that answered: labels come from it even if a reload swapped the model since
 
 
 @dataclass(eq=False)
@@ -118,6 +119,7 @@ class Engine:
         self._last_arrival: float | None = None
         self._arrival_gap_s = math.inf  # moving average of the gaps between arrivals
         self._thread: threading.Thread | None = None
+        self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
         self.ready = threading.Event()
         self.error: BaseException | None = None
 
@@ -168,6 +170,29 @@ class Engine:
             self._arrival_gap_s = gap if math.isinf(self._arrival_gap_s) else 0.7 * self._arrival_gap_s + 0.3 * gap
         self._last_arrival = now
 
+    def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
+        """Serve `runner` with `profile` from the next batch on (hot reload; blocking).
+
+        The inference thread switches between two batches, so a batch never mixes models; jobs already
+        queued run on the new model (their tensors must fit it: same input size and normalisation).
+        Returns whether the switch happened within `timeout`.
+        """
+        done = threading.Event()
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():  # not serving: nothing to race with
+                self.runner, self.profile = runner, profile
+                return True
+            self._swap = (runner, profile, done)
+            self._cond.notify_all()
+        return done.wait(timeout)
+
+    def _apply_swap(self) -> None:
+        """Inference thread, lock held, between batches: take a pending swap_model."""
+        if self._swap is not None:
+            self.runner, self.profile, done = self._swap
+            self._swap = None
+            done.set()
+
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop accepting, answer everything already queued, then end the thread (blocking).
 
@@ -210,12 +235,14 @@ class Engine:
         is expected within max_wait (from the recent arrival rate), and never longer than the most
         urgent job can spare without losing an exit (see `policy.affordable_wait`).
         """
-        cfg, profile = self.config, self.profile
         with self._cond:
             while not self._heap:
+                self._apply_swap()
                 if self._closed:
                     return None
                 self._cond.wait()
+            self._apply_swap()
+            cfg, profile = self.config, self.profile
             window_end = self.clock() + cfg.max_wait_s
             while len(self._heap) < cfg.max_batch_size and not self._closed and cfg.max_wait_s > 0:
                 now = self.clock()
@@ -354,6 +381,7 @@ class Engine:
             reason=reason,
             slack_s=None if deadline is None else deadline - now,
             top_k=top,
+            runner=self.runner,
         )
         self._observe("answered", answer, job.budget)  # first: the woken event loop then finds the GIL free sooner
         _resolve(job.future, answer=answer)
