@@ -184,7 +184,13 @@ class Engine:
                 return True
             self._swap = (runner, profile, done)
             self._cond.notify_all()
-        return done.wait(timeout)
+        if done.wait(timeout):
+            return True
+        with self._cond:  # timed out: withdraw the request unless the thread took it just now
+            if self._swap is not None and self._swap[2] is done:
+                self._swap = None
+                return False
+        return True
 
     def _apply_swap(self) -> None:
         """Inference thread, lock held, between batches: take a pending swap_model."""

@@ -1,13 +1,15 @@
 """`create_app(settings)`: the FastAPI app factory. The model loads in the lifespan, never at import;
-the engine's thread warms up and calibrates, then `/readyz` turns ready. On shutdown uvicorn first
-stops accepting and lets in-flight requests finish (the engine keeps answering them), then the
-lifespan closes the engine, which answers anything still queued before its thread ends.
+the engine's thread warms up and calibrates, then `/readyz` turns ready. On SIGTERM the service
+first drains (service.shutdown: new requests get 503, accepted ones finish), then uvicorn stops
+listening, and the lifespan closes the engine, which answers anything still queued before its
+thread ends. Admin routes (hot reload) exist only when ELASTIC_ADMIN_TOKEN is set.
 
 Several workers: `uvicorn --factory service.main:create_app --workers N` (settings from ELASTIC_*).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,11 +18,13 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
+from service import admin
 from service.errors import install_error_handlers
 from service.metrics import multiprocess_dir
 from service.openapi import install_openapi
 from service.routes import router
 from service.settings import Settings
+from service.shutdown import install_drain
 from service.state import build_service
 
 log = logging.getLogger(__name__)
@@ -40,9 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = await anyio.to_thread.run_sync(build_service, settings)
         app.state.service = service
         service.engine.start()
+        undo_drain = install_drain(service, asyncio.get_running_loop())
         try:
             yield
         finally:
+            undo_drain()
             service.shutting_down = True
             log.info("shutting down: answering %d queued requests", service.engine.queue_depth)
             await anyio.to_thread.run_sync(service.engine.stop, settings.drain_timeout_s)
@@ -55,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    if settings.admin_token is not None:
+        app.include_router(admin.router)
 
     def limits() -> tuple[object, dict[str, float | None]]:
         runner = getattr(getattr(app.state, "service", None), "runner", None)

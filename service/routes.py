@@ -198,7 +198,7 @@ async def _parse_multipart(
 )
 async def classify(request: Request, service: Service) -> ClassifyResponse:
     received = service.engine.clock()
-    with service.metrics.tracking():
+    with service.track_request(), service.metrics.tracking():
         try:
             return await _classify(request, service, received)
         except ApiError as err:
@@ -209,9 +209,16 @@ async def classify(request: Request, service: Service) -> ClassifyResponse:
 async def _classify(request: Request, service: ServiceState, received: float) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
-    if not engine.accepting:
+    if service.shutting_down or not engine.accepting:
         state = "shutting down" if service.shutting_down else "not ready (warming up)"
         raise ApiError(503, "unavailable", f"the server is {state}", headers=retry, outcome="rejected")
+    # shed before reading and decoding the body: under overload a refusal must cost next to nothing
+    if service.in_flight > settings.max_in_flight:
+        detail = f"the server is at capacity: {service.in_flight - 1} requests are being handled"
+        raise ApiError(503, "overloaded", detail, headers=retry, outcome="rejected")
+    if engine.queue_depth >= settings.queue_limit:
+        detail = f"the server is at capacity: {engine.queue_depth} requests are already waiting"
+        raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected")
 
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("multipart/form-data", "application/json"):
@@ -264,6 +271,7 @@ async def _classify(request: Request, service: ServiceState, received: float) ->
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
 
+    runner = answer.runner or runner  # the model that answered, even if a reload swapped it meanwhile
     classes = runner.classes
     return ClassifyResponse(
         label=classes[answer.class_id],
@@ -347,7 +355,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/v2/health/ready", summary="Readiness (KServe v2 alias)", responses=_error_responses(503))
 async def readyz(service: Service) -> Response:
     engine = service.engine
-    if engine.accepting:
+    if engine.accepting and not service.shutting_down:
         return JSONResponse({"status": "ready"})
     if engine.error is not None:
         detail = f"the inference thread failed: {engine.error}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +36,31 @@ class ServiceState:
     engine: Engine
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
-    shutting_down: bool = False
+    shutting_down: bool = False  # set on SIGTERM: classify answers 503, /readyz 503 (service.shutdown)
+    reloading: bool = False  # an admin reload is loading/calibrating a new checkpoint (service.reload)
+    # classify requests being handled and when the last one arrived (event-loop side only: no lock)
+    in_flight: int = 0
+    last_request: float = 0.0
 
     @property
     def model_name(self) -> str:
         return str(self.runner.meta["arch"]["name"])
+
+    @contextmanager
+    def track_request(self) -> Iterator[None]:
+        """Count one classify request while it is handled (graceful shutdown waits for these)."""
+        self.in_flight += 1
+        self.last_request = time.monotonic()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def adopt(self, path: Path, runner: ModelRunner, profile: LatencyProfile) -> None:
+        """After a hot reload: describe the model the engine now serves (/v1/model, metrics)."""
+        self.checkpoint_path, self.runner, self.profile = path, runner, profile
+        self.metrics.safely(self.metrics.model_info.clear)  # one elastic_model_info series: the current model
+        self.metrics.set_model(self.model_name, path.name, str(runner.device), runner.num_exits)
 
     def prepare(self, data: bytes) -> torch.Tensor:
         """Image bytes → model input tensor. Blocking: run it in a worker thread."""
@@ -55,12 +77,8 @@ class ServiceState:
             self.prepare(buffer.getvalue())
 
 
-def build_service(settings: Settings) -> ServiceState:
-    """Load the checkpoint and wire the parts; the engine is not started yet (no calibration here)."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    device = resolve_device(settings.device)
-    path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
+def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[ModelRunner, LatencyProfile]:
+    """Load and validate a checkpoint (models.checkpoint: never unpickles) with an empty latency profile."""
     started = time.perf_counter()
     checkpoint = load_checkpoint(path, device)
     runner = ModelRunner(checkpoint, device)
@@ -69,8 +87,18 @@ def build_service(settings: Settings) -> ServiceState:
         checkpoint.meta["arch"]["name"], runner.num_exits, path, device, time.perf_counter() - started,
     )  # fmt: skip
     profile = LatencyProfile(runner.num_exits, batch_buckets(settings.max_batch_size), settings.profile_window)
+    return runner, profile
+
+
+def build_service(settings: Settings) -> ServiceState:
+    """Load the checkpoint and wire the parts; the engine is not started yet (no calibration here)."""
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
+    runner, profile = load_model(settings, path, device)
     metrics = Metrics(runner.num_exits)
-    metrics.set_model(str(checkpoint.meta["arch"]["name"]), path.name, str(device), runner.num_exits)
+    metrics.set_model(str(runner.meta["arch"]["name"]), path.name, str(device), runner.num_exits)
     config = EngineConfig(
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1e3,
