@@ -14,6 +14,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
+# Longest side kept, in multiples of the shorter one. Preprocessing scales the shorter side to the model's
+# input and centre-crops; a 200 000 × 1 image (a 667-byte PNG, far under the pixel limit) would become
+# 32 × 6 400 000 pixels on the way (1.6 GB, 1.7 s; found by tests/e2e/test_hostile_images.py). Cropping the
+# middle first keeps what the centre crop keeps, for models whose input is no wider than this.
+MAX_ASPECT = 4
 
 
 class ImageError(ValueError):
@@ -60,6 +65,19 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(image)
     except Exception:
         return image
+
+
+def _crop_aspect(image: Image.Image) -> Image.Image:
+    """The centre of an image longer than MAX_ASPECT × its shorter side (see MAX_ASPECT)."""
+    width, height = image.size
+    keep = MAX_ASPECT * min(width, height)
+    if width > keep:
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > keep:
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image
 
 
 def header_pixels(data: bytes) -> int | None:
@@ -118,6 +136,7 @@ def decode_image(data: bytes, max_pixels: int, channels: int = 3, min_side: int 
             factor = min(image.size) // (2 * min_side)
             if factor >= 2:
                 image = image.reduce(factor)
+            image = _crop_aspect(image)
         return _convert(image, channels)
     except ImageError:
         raise
