@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit
+from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 from service.profile import LatencyProfile, calibrate
 
 log = logging.getLogger(__name__)
@@ -324,12 +324,15 @@ class Engine:
         profile.observe_head(k, len(need), now - t0)
         going_on = sum(r is Reason.CONTINUE for r in reasons)
         predicted = profile.predict(k + 1, going_on, quantile) if going_on and not last else 0.0
+        queue_ok = not going_on or self._queue_allows(now, predicted)
         stopped = set()
         for i, row in enumerate(need):
             job, reason = active[row], reasons[row]
             if reason is Reason.CONTINUE:  # read for its confidence: decide again, now with the head paid for
                 spent = job.heads_mflops + runner.head_mflops[k]
                 reason = self._decide(k, job, confidence[i], now, predicted, next_direct + spent)
+                if reason is Reason.CONTINUE and not queue_ok:
+                    reason = Reason.DEADLINE
                 if reason is Reason.CONTINUE:
                     job.heads_mflops = spent
                     continue
@@ -339,7 +342,8 @@ class Engine:
         return [row for row in range(len(active)) if row not in stopped], now - t0
 
     def _time_check(self, k: int, active: list[Job], reasons: list[Reason], now: float, next_direct: float) -> None:
-        """Stop (in `reasons`) the requests whose exit k+1 would come too late.
+        """Stop (in `reasons`) the requests whose exit k+1 would come too late, or whose going on
+        would cost a waiting request its first exit.
 
         The prediction uses the batch that really goes on (those stopping leave it) and, when head k
         is to be read for anyone, the time of that read, which the requests going on wait for too.
@@ -354,6 +358,10 @@ class Engine:
             predicted = profile.predict(k + 1, len(going_on), quantile)
             if reading:
                 predicted += profile.predict_head(k, reading, quantile)
+            if not self._queue_allows(now, predicted):
+                for row in going_on:
+                    reasons[row] = Reason.DEADLINE
+                return
             changed = False
             for row in going_on:
                 job = active[row]
@@ -363,6 +371,16 @@ class Engine:
                     changed = True
             if not changed:
                 return
+
+    def _queue_allows(self, now: float, step_s: float) -> bool:
+        """Whether the running batch may take `step_s` more without costing the most urgent queued request
+        its first exit (the next batch: the queue's head and up to max_batch_size - 1 behind it)."""
+        with self._cond:
+            if not self._heap:
+                return True
+            deadline, waiting = self._heap[0].budget.deadline, min(len(self._heap), self.config.max_batch_size)
+        first_s = self.profile.predict(0, waiting, self.config.quantile)
+        return queue_allows(now, step_s, deadline, first_s, self.config.margin_s)
 
     def _decide(
         self, k: int, job: Job, confidence: float | None, now: float, predicted_next_s: float, next_mflops: float

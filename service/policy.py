@@ -13,6 +13,10 @@ Exit 0 is never subject to the policy: it always runs, so every accepted request
 The engine decides once before it reads exit k's head (confidence not known yet) and reads the
 head only for the requests that may stop there (`needs_exit`); a request that goes on anyway would
 throw that head's answer away. Those it read are decided again with their confidence.
+
+Requests waiting in the queue come first: a batch does not go deeper when that step would cost the
+most urgent waiting request its first exit (`queue_allows`); its requests then stop with reason
+`deadline` (a deadline, if not their own, is what stopped them).
 """
 
 from __future__ import annotations
@@ -79,6 +83,21 @@ def needs_exit(reason: Reason, budget: Budget) -> bool:
     """Whether exit k's head must be read for a request decided `reason` before reading it: it stops
     here, or its confidence there may stop it. A request that only goes on needs no answer here."""
     return reason is not Reason.CONTINUE or budget.min_confidence is not None
+
+
+def queue_allows(
+    now: float, step_s: float, waiting_deadline: float | None, waiting_first_s: float, margin_s: float
+) -> bool:
+    """Whether a running batch may spend `step_s` more on a deeper exit while requests wait behind it.
+
+    Going deeper is optional work; the first exit of a waiting request is not. The batch may go on
+    unless the most urgent waiting request (`waiting_deadline`, whose batch needs `waiting_first_s`
+    for its first exit) could still answer in time if started now but no longer after the step.
+    """
+    if waiting_deadline is None:
+        return True
+    first_done = now + waiting_first_s + margin_s
+    return first_done + step_s <= waiting_deadline or first_done > waiting_deadline
 
 
 def first_exit_fits(budget: Budget, now: float, predicted_first_s: float, margin_s: float) -> bool:

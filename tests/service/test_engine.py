@@ -254,6 +254,23 @@ def test_a_head_read_for_others_delays_those_going_on(checkpoint: Checkpoint) ->
     assert runner.reads[0] == (0, 2)
 
 
+def test_a_batch_stops_going_deeper_when_a_waiting_request_needs_the_time(checkpoint: Checkpoint) -> None:
+    # one request per batch. A (deadline 35 ms) runs first and alone would reach its final exit at 30 ms;
+    # B (38 ms) waits behind it and needs 10 ms for its first exit. A going past exit 1 would make B late
+    engine, clock, _ = make_engine(checkpoint, max_batch_size=1)
+    t0 = clock.now
+    first, second = run(engine, [Budget(deadline=t0 + 0.035), Budget(deadline=t0 + 0.038)])
+    assert (first.exit_index, first.reason, first.budget_met) == (1, Reason.DEADLINE, True)
+    assert (second.exit_index, second.budget_met) == (0, True)
+    assert second.latency_s == pytest.approx(0.030)
+
+
+def test_waiting_requests_without_deadline_do_not_stop_a_batch(checkpoint: Checkpoint) -> None:
+    engine, clock, runner = make_engine(checkpoint, max_batch_size=1)
+    first, second = run(engine, [Budget(deadline=clock.now + 0.035), Budget()])
+    assert first.exit_index == runner.num_exits - 1 and second.exit_index == runner.num_exits - 1
+
+
 def test_a_lone_request_does_not_wait_for_company(checkpoint: Checkpoint) -> None:
     # max-wait is 5 s; nothing else is arriving, so the batch starts at once
     engine, _, runner = make_engine(checkpoint, max_wait_s=5.0)

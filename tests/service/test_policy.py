@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit
+from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 
 NUM_EXITS = 5
 STAGE_S = 0.010  # the fake profile: every stage + head takes 10 ms
@@ -121,3 +121,12 @@ def test_the_head_is_read_for_requests_that_may_stop() -> None:
     assert needs_exit(Reason.CONTINUE, Budget(min_confidence=0.5))  # its confidence may stop it here
     for reason in (Reason.FINAL, Reason.COMPUTE, Reason.DEADLINE):
         assert needs_exit(reason, Budget())
+
+
+def test_going_deeper_never_costs_a_waiting_request_its_first_exit() -> None:
+    # the waiting request's batch needs 10 ms for its first exit; the running batch's next step 10 ms
+    assert queue_allows(0.0, 0.010, None, 0.010, 0.0)  # nobody waiting with a deadline
+    assert queue_allows(0.0, 0.010, 0.020, 0.010, 0.0)  # step, then its first exit: 20 ms, just in time
+    assert not queue_allows(0.0, 0.010, 0.019, 0.010, 0.0)  # it would fit now, not after the step
+    assert not queue_allows(0.0, 0.010, 0.020, 0.010, 0.001)  # the margin counts
+    assert queue_allows(0.0, 0.010, 0.005, 0.010, 0.0)  # it cannot fit even now: stopping would not save it
