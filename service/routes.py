@@ -113,15 +113,22 @@ def _validation_error(err: ValidationError) -> ApiError:
 
 
 def _b64_image(text: str, max_bytes: int) -> bytes:
+    """Standard padded base64, optionally as a data: URL: exactly what service.openapi.BASE64_PATTERN says."""
+    bad = ApiError(400, "bad_base64", "the 'image' field is not valid base64")
     if text.startswith("data:"):
-        _, _, text = text.partition(",")
+        _, comma, text = text.partition(",")
+        if not comma:
+            raise bad
     text = text.translate(_ASCII_WHITESPACE)  # line-wrapped base64; nothing else (as the schema's pattern says)
     if len(text) * 3 // 4 > max_bytes + 2:
         raise ApiError(413, "image_too_large", f"the image exceeds the limit of {max_bytes} bytes")
+    # b64decode also takes "QUJD==" and "QUJD====" (padding past a full group): not base64 by the schema
+    if len(text) % 4 or len(text) - len(text.rstrip("=")) > 2:
+        raise bad
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(400, "bad_base64", "the 'image' field is not valid base64") from None
+        raise bad from None
 
 
 def _parse_json(body: bytes, context: dict[str, Any], max_bytes: int) -> tuple[bytes, ClassifyOptions]:
