@@ -44,7 +44,8 @@ INLINE_DECODE_PIXELS = 128 * 128  # images up to this size are decoded on the ev
 _ASCII_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
-def get_service(request: Request) -> ServiceState:
+async def get_service(request: Request) -> ServiceState:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, two thread hand-offs per request
     return request.app.state.service
 
 
