@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 from service.profile import LatencyProfile, calibrate
+from service.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,9 @@ class Engine:
 
     def __post_init__(self) -> None:
         self._heap: list[Job] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._wakeup = Wakeup()  # not a Condition: see service.wakeup
+        self._sleeping = False  # the inference thread waits for a wake-up (lock held to read or change)
         self._seq = itertools.count()
         self._closed = False
         self._last_arrival: float | None = None
@@ -150,7 +153,7 @@ class Engine:
 
     def submit(self, job: Job) -> None:
         """Queue `job`; its future gets an `Answer` or an exception. Raises QueueFullError or UnavailableError."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise UnavailableError("the server is shutting down")
             if len(self._heap) >= self.config.queue_limit:
@@ -160,7 +163,9 @@ class Engine:
             self._note_arrival(job.enqueued)
             heapq.heappush(self._heap, job)
             depth = len(self._heap)
-            self._cond.notify()
+            wake, self._sleeping = self._sleeping, False
+        if wake:  # a busy inference thread looks at the queue when its batch is done
+            self._wakeup.set()
         self._observe("queued", depth)
 
     def _note_arrival(self, now: float) -> None:
@@ -178,15 +183,15 @@ class Engine:
         Returns whether the switch happened within `timeout`.
         """
         done = threading.Event()
-        with self._cond:
+        with self._lock:
             if self._thread is None or not self._thread.is_alive():  # not serving: nothing to race with
                 self.runner, self.profile = runner, profile
                 return True
             self._swap = (runner, profile, done)
-            self._cond.notify_all()
+        self._wakeup.set()
         if done.wait(timeout):
             return True
-        with self._cond:  # timed out: withdraw the request unless the thread took it just now
+        with self._lock:  # timed out: withdraw the request unless the thread took it just now
             if self._swap is not None and self._swap[2] is done:
                 self._swap = None
                 return False
@@ -204,13 +209,15 @@ class Engine:
 
         Jobs still queued after `timeout` seconds are failed with UnavailableError rather than left hanging.
         """
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+        self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._cond:
+        with self._lock:
             leftover, self._heap = self._heap, []
+        if self._thread is None or not self._thread.is_alive():
+            self._wakeup.close()
         for job in leftover:
             _resolve(job.future, error=UnavailableError("the server shut down before this request ran"))
 
@@ -228,7 +235,7 @@ class Engine:
         except BaseException as err:  # a dead inference thread must not leave requests waiting forever
             self.error = err
             log.exception("inference thread failed")
-            with self._cond:
+            with self._lock:
                 self._closed = True
                 leftover, self._heap = self._heap, []
             for job in leftover:
@@ -241,12 +248,12 @@ class Engine:
         is expected within max_wait (from the recent arrival rate), and never longer than the most
         urgent job can spare without losing an exit (see `policy.affordable_wait`).
         """
-        with self._cond:
+        with self._lock:
             while not self._heap:
                 self._apply_swap()
                 if self._closed:
                     return None
-                self._cond.wait()
+                self._sleep(None)
             self._apply_swap()
             cfg, profile = self.config, self.profile
             window_end = self.clock() + cfg.max_wait_s
@@ -260,7 +267,7 @@ class Engine:
                 head_s = [profile.predict_head(k, size, cfg.quantile) for k in range(profile.num_exits)]
                 spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, cfg.margin_s)
                 timeout = min(window_end - now, spare)
-                if timeout <= 0 or not self._cond.wait(timeout):
+                if timeout <= 0 or not self._sleep(timeout):
                     break
             batch = []
             while self._heap and len(batch) < cfg.max_batch_size:
@@ -270,6 +277,16 @@ class Engine:
             depth = len(self._heap)
         self._observe("queued", depth)
         return batch
+
+    def _sleep(self, timeout: float | None) -> bool:
+        """Inference thread, lock held: sleep until woken (True) or `timeout` passes (False), lock held again."""
+        self._sleeping = True
+        self._lock.release()
+        try:
+            return self._wakeup.wait(timeout)
+        finally:
+            self._lock.acquire()
+            self._sleeping = False
 
     def _run(self, batch: list[Job]) -> None:
         cfg, runner, profile = self.config, self.runner, self.profile
@@ -375,7 +392,7 @@ class Engine:
     def _queue_allows(self, now: float, step_s: float) -> bool:
         """Whether the running batch may take `step_s` more without costing the most urgent queued request
         its first exit (the next batch: the queue's head and up to max_batch_size - 1 behind it)."""
-        with self._cond:
+        with self._lock:
             if not self._heap:
                 return True
             deadline, waiting = self._heap[0].budget.deadline, min(len(self._heap), self.config.max_batch_size)
