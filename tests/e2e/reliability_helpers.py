@@ -3,6 +3,7 @@ memory, image bytes, Prometheus values and checkpoints compatible with the shipp
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -46,3 +47,37 @@ def tiny_checkpoint(directory: Path, classes: list[str], input_size: tuple[int, 
     args = {"num_classes": len(classes), "head": "conv"}
     meta = build_metadata(model, "tiny", args, classes, size, shipped["mean"], shipped["std"])  # type: ignore[arg-type]
     return save_checkpoint(directory, model, meta)
+
+
+def multipart_request(path: str, image: bytes, fields: dict[str, str] | None = None) -> bytes:
+    """A complete keep-alive HTTP/1.1 multipart POST, built once and sent many times (a cheap load generator)."""
+    boundary = "reliability-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in (fields or {}).items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n".encode()
+        + image
+        + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """Send one request on an open connection and read one response (Content-Length bodies only)."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body
