@@ -8,8 +8,9 @@ are answered at once (their asyncio future resolved thread-safely on its loop) a
 the rest go on with a smaller batch. Exit 0 always answers a request that cannot go on.
 
 The batcher starts a batch as soon as the thread is free, and waits (at most max-wait, never past
-what the most urgent request can spare) only while the recent arrival rate says another request is
-likely to come within that wait: a lone request on a quiet server never waits for company.
+what the most urgent request can spare) only while other requests are on their way (announced by
+the HTTP layer with `arriving()` while it reads and decodes them): a lone request never waits for
+company that is not coming.
 No FastAPI and no torch here: the model is reached through the runner's hooks.
 """
 
@@ -23,7 +24,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +64,13 @@ class Answer:
     slack_s: float | None = None  # deadline minus answer time; None without a deadline
     top_k: list[tuple[int, float]] | None = None
     runner: Any = None  # the runner that answered: labels come from it even if a reload swapped the model since
+
+
+@dataclass
+class Arrival:
+    """A request announced as on its way to the engine (see `Engine.arriving`)."""
+
+    arrived: bool = False
 
 
 @dataclass(eq=False)
@@ -119,8 +127,7 @@ class Engine:
         self._sleeping = False  # the inference thread waits for a wake-up (lock held to read or change)
         self._seq = itertools.count()
         self._closed = False
-        self._last_arrival: float | None = None
-        self._arrival_gap_s = math.inf  # moving average of the gaps between arrivals
+        self._arriving = 0  # requests announced by `arriving()` and not yet submitted
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
         self.ready = threading.Event()
@@ -151,29 +158,47 @@ class Engine:
         now = self.clock() if now is None else now
         return first_exit_fits(budget, now, self.predicted_first_s(), self.config.margin_s)
 
-    def submit(self, job: Job) -> None:
-        """Queue `job`; its future gets an `Answer` or an exception. Raises QueueFullError or UnavailableError."""
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Arrival]:
+        """Announce a request on its way to `submit` (being read and decoded) for as long as the block runs.
+
+        While requests are on their way, a batch with room waits for them (max-wait at most). Pass the
+        yielded token to `submit`; a request that never gets there is withdrawn when the block ends.
+        """
+        arrival = Arrival()
         with self._lock:
+            self._arriving += 1
+        try:
+            yield arrival
+        finally:
+            if not arrival.arrived:
+                with self._lock:
+                    self._arriving -= 1
+                    wake, self._sleeping = self._sleeping, False
+                if wake:  # the batcher may be waiting for this one
+                    self._wakeup.set()
+
+    def submit(self, job: Job, arrival: Arrival | None = None) -> None:
+        """Queue `job`; its future gets an `Answer` or an exception. Raises QueueFullError or UnavailableError.
+
+        `arrival`: the token of the `arriving()` block this request was announced in, if any.
+        """
+        with self._lock:
+            if arrival is not None and not arrival.arrived:  # arrived, even if refused below
+                arrival.arrived = True
+                self._arriving -= 1
             if self._closed:
                 raise UnavailableError("the server is shutting down")
             if len(self._heap) >= self.config.queue_limit:
                 raise QueueFullError(f"{len(self._heap)} requests are already waiting")
             job.seq = next(self._seq)
             job.enqueued = self.clock()
-            self._note_arrival(job.enqueued)
             heapq.heappush(self._heap, job)
             depth = len(self._heap)
             wake, self._sleeping = self._sleeping, False
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
         self._observe("queued", depth)
-
-    def _note_arrival(self, now: float) -> None:
-        """Track the arrival rate (caller holds the lock); a quiet spell counts as at most one second."""
-        if self._last_arrival is not None:
-            gap = min(max(0.0, now - self._last_arrival), 1.0)
-            self._arrival_gap_s = gap if math.isinf(self._arrival_gap_s) else 0.7 * self._arrival_gap_s + 0.3 * gap
-        self._last_arrival = now
 
     def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
         """Serve `runner` with `profile` from the next batch on (hot reload; blocking).
@@ -244,9 +269,9 @@ class Engine:
     def _next_batch(self) -> list[Job] | None:
         """Wait for work, then gather up to max_batch_size jobs by EDF; None once closed and drained.
 
-        With fewer than max_batch_size queued, the batcher waits for more only while another arrival
-        is expected within max_wait (from the recent arrival rate), and never longer than the most
-        urgent job can spare without losing an exit (see `policy.affordable_wait`).
+        With fewer than max_batch_size queued, the batcher waits for more only while requests are on
+        their way (`arriving`), at most max_wait, and never longer than the most urgent job can spare
+        without losing an exit (see `policy.affordable_wait`).
         """
         with self._lock:
             while not self._heap:
@@ -257,11 +282,8 @@ class Engine:
             self._apply_swap()
             cfg, profile = self.config, self.profile
             window_end = self.clock() + cfg.max_wait_s
-            while len(self._heap) < cfg.max_batch_size and not self._closed and cfg.max_wait_s > 0:
+            while len(self._heap) < cfg.max_batch_size and self._arriving > 0 and not self._closed:
                 now = self.clock()
-                expected = (self._last_arrival or now) + self._arrival_gap_s
-                if expected > window_end:  # nothing likely to join in time: start now
-                    break
                 size = min(len(self._heap) + 1, cfg.max_batch_size)
                 stage_s = [profile.predict_stage(k, size, cfg.quantile) for k in range(profile.num_exits)]
                 head_s = [profile.predict_head(k, size, cfg.quantile) for k in range(profile.num_exits)]

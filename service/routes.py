@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from service.engine import DeadlineUnmeetableError, InferenceError, Job, QueueFullError, UnavailableError
+from service.engine import Arrival, DeadlineUnmeetableError, InferenceError, Job, QueueFullError, UnavailableError
 from service.errors import ApiError, field_errors, summary
 from service.imaging import ImageError, header_pixels
 from service.policy import Budget
@@ -206,15 +206,16 @@ async def _parse_multipart(
 )
 async def classify(request: Request, service: Service) -> ClassifyResponse:
     received = service.engine.clock()
-    with service.track_request(), service.metrics.tracking():
+    # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
+    with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
         try:
-            return await _classify(request, service, received)
+            return await _classify(request, service, received, arrival)
         except ApiError as err:
             service.metrics.outcome(err.outcome)
             raise
 
 
-async def _classify(request: Request, service: ServiceState, received: float) -> ClassifyResponse:
+async def _classify(request: Request, service: ServiceState, received: float, arrival: Arrival) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
     if service.shutting_down or not engine.accepting:
@@ -267,7 +268,7 @@ async def _classify(request: Request, service: ServiceState, received: float) ->
         raise _unmeetable(engine.predicted_first_s() * 1e3 + settings.response_margin_ms)
     job = Job(tensor, budget, received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
     try:
-        engine.submit(job)
+        engine.submit(job, arrival)
         answer = await job.future
     except QueueFullError as err:
         detail = f"the server is at capacity: {err}"

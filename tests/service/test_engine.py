@@ -280,24 +280,45 @@ def test_a_lone_request_does_not_wait_for_company(checkpoint: Checkpoint) -> Non
     assert time.monotonic() - started < 2.5
 
 
-def test_frequent_arrivals_are_batched_within_max_wait(checkpoint: Checkpoint) -> None:
-    engine, _, runner = make_engine(checkpoint, max_wait_s=1.0)
+def test_requests_on_their_way_are_waited_for(checkpoint: Checkpoint) -> None:
+    engine, _, runner = make_engine(checkpoint, max_wait_s=5.0)
 
     async def main() -> list:
         loop = asyncio.get_running_loop()
         jobs = [Job(torch.rand(3, 32, 32), Budget(), engine.clock(), loop.create_future()) for _ in range(3)]
-        engine.submit(jobs[0])
-        engine.submit(jobs[1])  # two arrivals at the same instant: the next one is expected soon
-        engine.start(calibrate_first=False)
-        await asyncio.sleep(0.1)
-        engine.submit(jobs[2])
+        with engine.arriving() as on_its_way:  # the HTTP layer is still reading the third request
+            engine.submit(jobs[0])
+            engine.submit(jobs[1])
+            engine.start(calibrate_first=False)
+            await asyncio.sleep(0.2)
+            engine.submit(jobs[2], on_its_way)
         answers = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), 30)
         await asyncio.to_thread(engine.stop, 5.0)
         return answers
 
-    answers = asyncio.run(main())
-    assert len(answers) == 3
+    started = time.monotonic()
+    assert len(asyncio.run(main())) == 3
     assert runner.batch_sizes == [3]  # the batcher waited for the third
+    assert time.monotonic() - started < 4.0  # and started as soon as it came, not after max-wait
+
+
+def test_a_request_that_never_comes_ends_the_wait(checkpoint: Checkpoint) -> None:
+    engine, _, runner = make_engine(checkpoint, max_wait_s=5.0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        job = Job(torch.rand(3, 32, 32), Budget(), engine.clock(), loop.create_future())
+        with engine.arriving():  # announced, then refused before reaching the engine (a bad image, say)
+            engine.submit(job)
+            engine.start(calibrate_first=False)
+            await asyncio.sleep(0.2)
+        await asyncio.wait_for(job.future, 30)
+        await asyncio.to_thread(engine.stop, 5.0)
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert runner.batch_sizes == [1]
+    assert time.monotonic() - started < 4.0
 
 
 class BrokenObserver:
