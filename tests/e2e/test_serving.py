@@ -71,12 +71,14 @@ def test_health_and_readiness(client: httpx.Client) -> None:
 def test_model_shows_exits_cost_and_live_profile(model: dict) -> None:
     assert model["ready"] is True and model["num_exits"] == len(model["exits"]) >= 2
     assert len(model["classes"]) == 10
-    previous = 0.0
     for k, e in enumerate(model["exits"]):
         assert e["index"] == k and e["anytime_mflops"] >= e["mflops"] > 0 and "accuracy" in e
         assert e["latency"]["1"]["p95_ms"] >= e["latency"]["1"]["p50_ms"] > 0 and e["latency"]["1"]["samples"] > 0
-        assert e["cumulative_p95_ms_batch1"] > previous
-        previous = e["cumulative_p95_ms_batch1"]
+        assert e["cumulative_p95_ms_batch1"] > 0
+    # an answer at exit k takes stages 0..k and head k only (earlier heads are skipped), so the path
+    # need not grow with every exit when head p95s are noisy; the final exit needs every stage
+    paths = [e["cumulative_p95_ms_batch1"] for e in model["exits"]]
+    assert paths[-1] > paths[0]
 
 
 def test_generous_budget_reaches_the_final_exit(client: httpx.Client, model: dict) -> None:
