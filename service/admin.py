@@ -65,7 +65,7 @@ def require_admin(
         raise ApiError(403, "invalid_token", "the admin token is wrong")
 
 
-def get_service(request: Request) -> ServiceState:
+async def get_service(request: Request) -> ServiceState:  # async: a plain def would run in a worker thread
     return request.app.state.service
 
 
