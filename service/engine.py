@@ -4,8 +4,9 @@ in one dedicated inference thread (the event loop never runs the model).
 A batch runs stage by stage. After every stage the policy decides per request whether the next
 stage still fits; the exit head is read only for the requests that may stop there (those that must,
 and those whose confidence target may stop them), and skipped when there are none. Those that stop
-are answered at once (their asyncio future resolved thread-safely on its loop) and leave the batch,
-the rest go on with a smaller batch. Exit 0 always answers a request that cannot go on.
+are answered at once (their asyncio future resolved on its loop through a `LoopChannel`, one wake-up
+per exit) and leave the batch, the rest go on with a smaller batch. Exit 0 always answers a request
+that cannot go on.
 
 The batcher starts a batch as soon as the thread is free, and waits (at most max-wait, never past
 what the most urgent request can spare) only while other requests are on their way (announced by
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from service.handoff import LoopChannel
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 from service.profile import LatencyProfile, calibrate
 from service.wakeup import Wakeup
@@ -128,6 +130,8 @@ class Engine:
         self._seq = itertools.count()
         self._closed = False
         self._arriving = 0  # requests announced by `arriving()` and not yet submitted
+        self._channels: dict[asyncio.AbstractEventLoop, LoopChannel] = {}  # where answers go, per event loop
+        self._unwoken: set[LoopChannel] = set()  # inference thread: answers posted, loop not woken yet
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
         self.ready = threading.Event()
@@ -198,7 +202,18 @@ class Engine:
             wake, self._sleeping = self._sleeping, False
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
+        self._open_channel(job.future.get_loop())
         self._observe("queued", depth)
+
+    def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The answer channel to `loop`, opened from that loop's own thread (else answers fall back to
+        call_soon_threadsafe)."""
+        channel = self._channels.get(loop)
+        if channel is not None and not channel.closed:
+            return
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                self._channels[loop] = LoopChannel(loop)
 
     def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
         """Serve `runner` with `profile` from the next batch on (hot reload; blocking).
@@ -244,7 +259,11 @@ class Engine:
         if self._thread is None or not self._thread.is_alive():
             self._wakeup.close()
         for job in leftover:
-            _resolve(job.future, error=UnavailableError("the server shut down before this request ran"))
+            self._settle(job.future, error=UnavailableError("the server shut down before this request ran"))
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:  # each closes on its own loop, after running what is still queued
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+                channel.loop.call_soon_threadsafe(channel.close)
 
     # -- inference thread --------------------------------------------------------------------------
 
@@ -264,7 +283,7 @@ class Engine:
                 self._closed = True
                 leftover, self._heap = self._heap, []
             for job in leftover:
-                _resolve(job.future, error=UnavailableError(f"inference thread failed: {err}"))
+                self._settle(job.future, error=UnavailableError(f"inference thread failed: {err}"))
 
     def _next_batch(self) -> list[Job] | None:
         """Wait for work, then gather up to max_batch_size jobs by EDF; None once closed and drained.
@@ -318,7 +337,7 @@ class Engine:
         if cfg.reject_unmeetable:
             late = [j for j in batch if not first_exit_fits(j.budget, start, self.predicted_first_s(len(batch)), 0.0)]
             for job in late:
-                _resolve(job.future, error=DeadlineUnmeetableError("the deadline passed before exit 0 could run"))
+                self._settle(job.future, error=DeadlineUnmeetableError("the deadline passed before exit 0 could run"))
             batch = [j for j in batch if j not in late]
         if not batch:
             return
@@ -332,6 +351,7 @@ class Engine:
                 now = self.clock()
                 profile.observe(k, len(active), now - t0)
                 keep, head_s = self._exit(k, active, features, now, start)
+                self._wake_loops()  # the answers of this exit go out before the next stage runs
                 self._observe("stage", k, len(active), now - t0 + head_s)
                 if not keep:
                     return
@@ -340,8 +360,9 @@ class Engine:
                     active = [active[row] for row in keep]
         except Exception as err:
             log.exception("inference failed on a batch of %d", len(active))
+            self._wake_loops()
             for job in active:
-                _resolve(job.future, error=InferenceError(f"inference failed: {err}"))
+                self._settle(job.future, error=InferenceError(f"inference failed: {err}"))
 
     def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
         """Exit k after its stage ran: read the head for the requests that may stop here, answer those
@@ -447,7 +468,43 @@ class Engine:
             runner=self.runner,
         )
         self._observe("answered", answer, job.budget)  # first: the woken event loop then finds the GIL free sooner
-        _resolve(job.future, answer=answer)
+        channel = self._settle(job.future, answer=answer, wake=False)
+        if channel is not None:
+            self._unwoken.add(channel)
+
+    def _settle(
+        self,
+        future: asyncio.Future,
+        answer: Answer | None = None,
+        error: BaseException | None = None,
+        wake: bool = True,
+    ) -> LoopChannel | None:
+        """Resolve `future` on its own loop (from any thread) unless it is already done. With `wake`
+        False the loop is woken later (`_wake_loops`); returns the channel used, if any."""
+
+        def settle() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(answer)
+
+        loop = future.get_loop()
+        channel = self._channels.get(loop)
+        if channel is None or channel.closed:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(settle)
+            return None
+        channel.post(settle)
+        if wake:
+            channel.wake()
+        return channel
+
+    def _wake_loops(self) -> None:
+        """Inference thread: wake the loops of the answers posted since the last call, once each."""
+        while self._unwoken:
+            self._unwoken.pop().wake()
 
     def _observe(self, hook: str, *args: Any) -> None:
         if self.observer is None:
@@ -456,18 +513,3 @@ class Engine:
             getattr(self.observer, hook)(*args)
         except Exception:  # a metric must never fail a request
             log.warning("observer hook %s failed", hook, exc_info=True)
-
-
-def _resolve(future: asyncio.Future, answer: Answer | None = None, error: BaseException | None = None) -> None:
-    """Set a future from the inference thread, on its own event loop, unless it is already done."""
-
-    def settle() -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(answer)
-
-    with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-        future.get_loop().call_soon_threadsafe(settle)
