@@ -11,6 +11,13 @@ stem, each stage and each head traced apart with torch.fx, a part that cannot be
 is), and on the CPU the model and its inputs use the channels-last memory layout, which oneDNN's
 convolutions run markedly faster. Both give the same results to float rounding; together they take
 about a quarter off the compute of the shipped model on this CPU.
+
+Precision: "auto" (the default) runs the model in bfloat16 on a CPU with native bfloat16 arithmetic
+(AVX512-BF16 or AMX), where oneDNN's convolutions take about 40% less time at batch 8, and in float32
+everywhere else; "fp32" and "bf16" force one. Exit heads end in float32 (softmax, confidences). On
+the shipped checkpoint bfloat16 changes top-1 accuracy by at most 0.09 points at any exit over the
+10,000 CIFAR-10 test images (99.5% or more of the answers identical); set "fp32" for another model
+until it has been checked the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from models.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
 
 def resolve_device(name: str) -> torch.device:
     """'auto' → CUDA when available, else CPU. Asking for CUDA on a machine without it is an error."""
@@ -44,6 +53,25 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (emulated bfloat16 is slower than float32)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and torch.backends.mkldnn.is_available()
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """'auto' → bfloat16 on a CPU with native bfloat16, else float32; 'fp32' / 'bf16' as asked."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cpu" and native_bf16_cpu() else torch.float32
+    return torch.bfloat16 if name == "bf16" else torch.float32
 
 
 def fold_batch_norms(model: ElasticNet, input_size: tuple[int, ...]) -> ElasticNet:
@@ -96,16 +124,22 @@ def head_costs(meta: dict[str, Any]) -> tuple[list[float], list[float]]:
 
 class ModelRunner:
     def __init__(
-        self, checkpoint: Checkpoint, device: torch.device, channels_last: bool | None = None, fold: bool = True
+        self,
+        checkpoint: Checkpoint,
+        device: torch.device,
+        precision: str = "fp32",
+        channels_last: bool | None = None,
+        fold: bool = True,
     ) -> None:
         self.device = device
+        self.dtype = resolve_precision(precision, device)
         self.channels_last = device.type == "cpu" if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.meta = checkpoint.meta
         self.classes = checkpoint.classes
         self.input_size = tuple(int(v) for v in self.meta["input_size"])
         model = fold_batch_norms(checkpoint.model, self.input_size) if fold else checkpoint.model.eval()
-        self.model = model.to(device).to(memory_format=self.memory_format)
+        self.model = model.to(device=device, dtype=self.dtype).to(memory_format=self.memory_format)
         self.num_exits = self.model.num_exits
         # what a stage-by-stage run that reads every exit has spent once exit k answers
         self.exit_mflops = [float(e.get("anytime_mflops", e["mflops"])) for e in self.meta["exits"]]
@@ -114,6 +148,10 @@ class ModelRunner:
         self._transform = eval_transform(self.input_size, self.meta["mean"], self.meta["std"])
         self._mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(self.meta["std"], dtype=torch.float32).view(-1, 1, 1)
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
 
     @property
     def channels(self) -> int:
@@ -140,7 +178,8 @@ class ModelRunner:
     @torch.inference_mode()
     def batch(self, tensors: list[Any]) -> torch.Tensor:
         stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
-        return stacked.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        stacked = stacked.to(self.device, dtype=self.dtype, non_blocking=True)
+        return stacked.contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
     def stage(self, index: int, features: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,9 @@ class Settings(BaseModel):
     checkpoint: str | None = Field(None, description="checkpoint directory; empty: the shipped one")
     device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'…")
     torch_threads: int = Field(0, ge=0, le=256, description="intra-op threads for the model; 0: torch's default")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto': bfloat16 on a CPU with native bfloat16, else float32 (see service.runner)"
+    )
 
     # batching and admission
     max_batch_size: int = Field(8, ge=1, le=1024)

@@ -81,10 +81,11 @@ def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[Mo
     """Load and validate a checkpoint (models.checkpoint: never unpickles) with an empty latency profile."""
     started = time.perf_counter()
     checkpoint = load_checkpoint(path, device)
-    runner = ModelRunner(checkpoint, device)
+    runner = ModelRunner(checkpoint, device, precision=settings.precision)
     log.info(
-        "loaded %s (%d exits) from %s on %s in %.2fs",
-        checkpoint.meta["arch"]["name"], runner.num_exits, path, device, time.perf_counter() - started,
+        "loaded %s (%d exits) from %s on %s (%s) in %.2fs",
+        checkpoint.meta["arch"]["name"], runner.num_exits, path, device, runner.precision,
+        time.perf_counter() - started,
     )  # fmt: skip
     profile = LatencyProfile(runner.num_exits, batch_buckets(settings.max_batch_size), settings.profile_window)
     return runner, profile

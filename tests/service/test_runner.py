@@ -10,7 +10,7 @@ from PIL import Image
 
 from models.checkpoint import Checkpoint, build_metadata
 from models.registry import create_model
-from service.runner import ModelRunner, fold_batch_norms, head_costs
+from service.runner import ModelRunner, fold_batch_norms, head_costs, native_bf16_cpu, resolve_precision
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -117,3 +117,25 @@ def test_batch_norms_fold_where_tracing_is_faithful(name: str, head: str, folds:
     with torch.no_grad():
         for expected, got in zip(model(x), folded(x), strict=True):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_precision_choice() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == torch.float32
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if native_bf16_cpu() else torch.float32)
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8", cpu)
+
+
+def test_bfloat16_runner_answers_like_float32(checkpoint: Checkpoint) -> None:
+    full, half = (ModelRunner(checkpoint, torch.device("cpu"), precision=p) for p in ("fp32", "bf16"))
+    assert half.precision == "bf16" and next(half.model.parameters()).dtype == torch.bfloat16
+    x = list(torch.rand(6, 3, 32, 32))
+    a, b = full.batch(x), half.batch(x)
+    assert b.dtype == torch.bfloat16
+    for k in range(full.num_exits):
+        a, b = full.stage(k, a), half.stage(k, b)
+        probs, _, _ = half.read_exit(k, b)
+        assert probs.dtype == torch.float32  # heads end in float32: confidences compare with float targets
+        torch.testing.assert_close(probs, full.read_exit(k, a)[0], rtol=0, atol=0.05)
