@@ -26,6 +26,7 @@ import contextlib
 import copy
 import io
 import logging
+import threading
 import time
 from typing import Any
 
@@ -40,6 +41,11 @@ from models.transforms import eval_transform
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+# torch.fx tracing patches torch.nn.Module.__call__ process-wide while it runs, so a model running in
+# another thread at that moment fails ("module is not installed as a submodule"). A hot reload folds
+# the new model while the old one serves: tracing and every model call take this lock.
+_FX_LOCK = threading.Lock()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,7 +92,8 @@ def fold_batch_norms(model: ElasticNet, input_size: tuple[int, ...]) -> ElasticN
         expected = part(example)
         tolerance = 1e-5 * max(1.0, float(expected.abs().max()))
         try:
-            candidate = fuse(copy.deepcopy(part), inplace=True)
+            with _FX_LOCK:
+                candidate = fuse(copy.deepcopy(part), inplace=True)
             with contextlib.redirect_stderr(io.StringIO()):  # fx prints the failing generated code
                 result = candidate(example)
             if result.shape == expected.shape and torch.allclose(result, expected, rtol=1e-4, atol=tolerance):
@@ -184,7 +191,8 @@ class ModelRunner:
     @torch.inference_mode()
     def stage(self, index: int, features: torch.Tensor) -> torch.Tensor:
         """Stage `index` (stage 0 applies the stem): the features for its exit head and the next stage."""
-        features = self.model.run_stage(index, features)
+        with _FX_LOCK:
+            features = self.model.run_stage(index, features)
         self._sync()
         return features
 
@@ -195,7 +203,9 @@ class ModelRunner:
         """Exit head `index` on `rows` of the batch (all if None): (CPU probs, confidences, class ids), one per row."""
         if rows is not None:
             features = self.select(features, rows)
-        probs = torch.softmax(self.model.run_exit(index, features).float(), dim=1).cpu()
+        with _FX_LOCK:
+            logits = self.model.run_exit(index, features)
+        probs = torch.softmax(logits.float(), dim=1).cpu()
         confidence, class_id = probs.max(dim=1)
         return probs, confidence.tolist(), class_id.tolist()
 

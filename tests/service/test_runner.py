@@ -3,6 +3,9 @@ head reads and the per-head cost it reports, each against the plain reference co
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,35 @@ def test_bfloat16_runner_answers_like_float32(checkpoint: Checkpoint) -> None:
         probs, _, _ = half.read_exit(k, b)
         assert probs.dtype == torch.float32  # heads end in float32: confidences compare with float targets
         torch.testing.assert_close(probs, full.read_exit(k, a)[0], rtol=0, atol=0.05)
+
+
+def test_folding_a_new_model_does_not_break_one_serving_in_another_thread(checkpoint: Checkpoint) -> None:
+    # A hot reload folds (torch.fx-traces) the new model while the old one serves in the engine thread.
+    serving = ModelRunner(checkpoint, torch.device("cpu"), precision="fp32")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        batch = serving.batch([torch.rand(3, 32, 32)])
+        while not stop.is_set():
+            try:
+                features = batch
+                for k in range(serving.num_exits):
+                    features = serving.stage(k, features)
+                    serving.read_exit(k, features)
+            except Exception as err:  # the failure under test
+                errors.append(err)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so tracing and serving interleave
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        for _ in range(20):
+            fold_batch_norms(checkpoint.model, (3, 32, 32))
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert not errors, errors[0]
