@@ -70,10 +70,12 @@ def trial_run(runner: ModelRunner) -> None:
 def prepare(service: ServiceState, directory: str) -> tuple[Path, ModelRunner, LatencyProfile, dict[str, float]]:
     """Load, check and calibrate the checkpoint in `directory` beside the served model."""
     settings = service.settings
-    path = Path(directory).expanduser().resolve()
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    path = Path(directory)
     try:
+        # inside the try: "~nobody/x" or an embedded NUL byte raise here, and are the client's mistake
+        path = path.expanduser().resolve()
         runner, profile = load_model(settings, path, service.runner.device)
     except CheckpointError as err:
         raise ReloadError(422, "invalid_checkpoint", str(err)) from None

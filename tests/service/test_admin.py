@@ -52,7 +52,8 @@ def test_the_schema_documents_the_route_and_its_bearer_token(admin: TestClient) 
 
 
 REFUSAL_IDS = ["no-token", "wrong-token", "other-scheme", "not-json", "malformed", "array", "no-field",
-               "not-a-string", "empty", "extra-field", "huge-body", "no-such-dir"]  # fmt: skip
+               "not-a-string", "empty", "extra-field", "huge-body", "no-such-dir", "nul-byte",
+               "unknown-user-home"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,8 @@ REFUSAL_IDS = ["no-token", "wrong-token", "other-scheme", "not-json", "malformed
         ({"json": {"checkpoint": "/tmp", "force": True}, "headers": auth()}, 422, "invalid_field"),
         ({"json": {"checkpoint": "x" * 70_000}, "headers": auth()}, 413, "body_too_large"),
         ({"json": {"checkpoint": "/nonexistent/dir"}, "headers": auth()}, 422, "invalid_checkpoint"),
+        ({"json": {"checkpoint": "/tmp/a\u0000b"}, "headers": auth()}, 422, None),
+        ({"json": {"checkpoint": "~no-such-user-here/ckpt"}, "headers": auth()}, 422, None),
     ],
     ids=REFUSAL_IDS,
 )
