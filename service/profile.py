@@ -10,6 +10,7 @@ reads. No torch here; `calibrate` takes a callable that times one stage-by-stage
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections import deque
@@ -46,10 +47,12 @@ class LatencyProfile:
         self.num_exits = num_exits
         self.buckets = sorted(set(buckets))
         self.window = window
-        self._samples = {
-            (part, k, b): deque(maxlen=window) for part in PARTS for k in range(num_exits) for b in self.buckets
-        }
-        self._cache: dict[tuple[str, int, int], dict[str, float]] = {}
+        keys = [(part, k, b) for part in PARTS for k in range(num_exits) for b in self.buckets]
+        # per cell: samples in arrival order (to drop the oldest) and the same samples kept sorted, so a
+        # quantile is an index and an observation costs a binary search, not a sort (the engine
+        # observes and predicts a few times per stage)
+        self._samples: dict[tuple[str, int, int], deque[float]] = {key: deque() for key in keys}
+        self._sorted: dict[tuple[str, int, int], list[float]] = {key: [] for key in keys}
         self._lock = threading.Lock()
 
     def bucket(self, batch_size: int) -> int:
@@ -74,33 +77,32 @@ class LatencyProfile:
             return
         key = (part, exit_index, self.bucket(batch_size))
         with self._lock:
-            self._samples[key].append(seconds)
-            self._cache.pop(key, None)
+            samples, ordered = self._samples[key], self._sorted[key]
+            if len(samples) >= self.window:
+                del ordered[bisect.bisect_left(ordered, samples.popleft())]
+            samples.append(seconds)
+            bisect.insort(ordered, seconds)
 
     def _stats(self, key: tuple[str, int, int]) -> dict[str, float] | None:
-        """Quantiles of one cell, cached until it changes. Caller holds the lock."""
-        if key in self._cache:
-            return self._cache[key]
-        samples = self._samples[key]
-        if not samples:
+        """Quantiles of one cell. Caller holds the lock."""
+        ordered = self._sorted[key]
+        if not ordered:
             return None
-        ordered = sorted(samples)
         stats = {name: _quantile(ordered, q) for name, q in QUANTILES.items()}
         stats["n"] = len(ordered)
-        self._cache[key] = stats
         return stats
 
     def _predict(self, part: str, exit_index: int, batch_size: int, quantile: str) -> float:
         """An empty bucket borrows the nearest measured one, scaled by batch size when that is larger."""
-        target = self.bucket(batch_size)
+        target, q = self.bucket(batch_size), QUANTILES[quantile]
         with self._lock:
-            stats = self._stats((part, exit_index, target))
-            if stats is not None:
-                return stats[quantile]
+            ordered = self._sorted[(part, exit_index, target)]
+            if ordered:
+                return _quantile(ordered, q)
             for b in sorted(self.buckets, key=lambda b: abs(b - target)):
-                stats = self._stats((part, exit_index, b))
-                if stats is not None:
-                    return stats[quantile] * max(1.0, target / b)
+                ordered = self._sorted[(part, exit_index, b)]
+                if ordered:
+                    return _quantile(ordered, q) * max(1.0, target / b)
         return 0.0
 
     def predict_stage(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:

@@ -1,5 +1,7 @@
 """The latency profile: buckets, quantiles, the sliding window and calibration."""
 
+import math
+import random
 import threading
 
 import pytest
@@ -117,3 +119,17 @@ def test_concurrent_observe_and_read() -> None:
     for t in threads:
         t.join()
     assert profile.snapshot()[0]["1"]["samples"] == 50
+
+
+def test_quantiles_match_a_plain_sort_of_the_window() -> None:
+    rng = random.Random(0)
+    profile = LatencyProfile(1, [1], window=50)
+    seen: list[float] = []
+    for _ in range(500):
+        value = rng.choice([0.001, 0.002, rng.random() / 100])  # repeated values too
+        profile.observe(0, 1, value)
+        seen.append(value)
+        window = sorted(seen[-50:])
+        for name, q in (("p50", 0.5), ("p95", 0.95)):
+            rank = max(0, math.ceil(q * len(window)) - 1)  # nearest rank
+            assert profile.predict_stage(0, 1, name) == window[rank]
