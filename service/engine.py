@@ -187,6 +187,7 @@ class Engine:
 
         `arrival`: the token of the `arriving()` block this request was announced in, if any.
         """
+        self._open_channel(job.future.get_loop())  # before the job can be answered
         with self._lock:
             if arrival is not None and not arrival.arrived:  # arrived, even if refused below
                 arrival.arrived = True
@@ -202,7 +203,6 @@ class Engine:
             wake, self._sleeping = self._sleeping, False
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
-        self._open_channel(job.future.get_loop())
         self._observe("queued", depth)
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
