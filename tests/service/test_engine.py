@@ -348,3 +348,24 @@ def test_calibration_sets_ready(checkpoint: Checkpoint) -> None:
     assert 0 < profile.predict_path(runner.num_exits - 1, 1) < math.inf
     engine.stop(5.0)
     assert not engine.accepting
+
+
+def test_answers_reach_the_loop_through_its_channel(checkpoint: Checkpoint) -> None:
+    engine, _, _ = make_engine(checkpoint)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon_threadsafe = None  # type: ignore[method-assign]  # the fallback must not be needed
+        jobs = [Job(torch.rand(3, 32, 32), Budget(), engine.clock(), loop.create_future()) for _ in range(3)]
+        for job in jobs:
+            engine.submit(job)
+        channel = engine._channels[loop]
+        engine.start(calibrate_first=False)
+        answers = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), 30)
+        assert all(isinstance(a, Answer) for a in answers)
+        del loop.call_soon_threadsafe  # stop() closes the channel on its loop through it
+        await asyncio.to_thread(engine.stop, 5.0)
+        await asyncio.sleep(0.05)
+        assert channel.closed and not engine._channels
+
+    asyncio.run(main())
