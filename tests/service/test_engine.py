@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import Callable
 
@@ -369,3 +370,20 @@ def test_answers_reach_the_loop_through_its_channel(checkpoint: Checkpoint) -> N
         assert channel.closed and not engine._channels
 
     asyncio.run(main())
+
+
+def test_start_shortens_the_gil_switch_interval(checkpoint: Checkpoint) -> None:
+    previous = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        engine, _, _ = make_engine(checkpoint, gil_switch_interval_s=0.0005)
+        engine.start(calibrate_first=False)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        engine.stop(5.0)
+        sys.setswitchinterval(0.0001)  # never lengthened
+        engine, _, _ = make_engine(checkpoint, gil_switch_interval_s=0.0005)
+        engine.start(calibrate_first=False)
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+        engine.stop(5.0)
+    finally:
+        sys.setswitchinterval(previous)
