@@ -49,6 +49,19 @@ train mobilenetv2-final --model mobilenetv2 --model-arg width_mult=0.5 --exits f
 train densenet121-exits --model densenet121 --model-arg growth_rate=12 --exits 4
 train densenet121-final --model densenet121 --model-arg growth_rate=12 --exits final
 
+# SEED_CHECK=1: the ResNet-20 and MobileNetV2 pairs again with seed 1 (other init, order and
+# augmentation), to see how much of a difference is run-to-run noise.
+if [[ ${SEED_CHECK:-0} == 1 ]]; then
+  train resnet20-exits-seed1 --model cifar_resnet20 --exits all --seed 1
+  train resnet20-final-seed1 --model cifar_resnet20 --exits final --seed 1
+  train mobilenetv2-exits-seed1 --model mobilenetv2 --model-arg width_mult=0.5 --exits all --seed 1
+  train mobilenetv2-final-seed1 --model mobilenetv2 --model-arg width_mult=0.5 --exits final --seed 1
+  "$PYTHON" -m training.compare "$OUT" \
+    --pair "CIFAR ResNet-20, seed 1=resnet20-exits-seed1,resnet20-final-seed1" \
+    --pair "MobileNetV2 ×0.5, seed 1=mobilenetv2-exits-seed1,mobilenetv2-final-seed1" \
+    --png "$OUT/seed1.png" --markdown "$OUT/table-seed1.md"
+fi
+
 "$PYTHON" -m training.compare "$OUT" \
   --pair "CIFAR ResNet-20=resnet20-exits,resnet20-final" \
   --pair "MobileNetV2 ×0.5=mobilenetv2-exits,mobilenetv2-final" \

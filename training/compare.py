@@ -86,7 +86,7 @@ def markdown(pairs: dict[str, tuple[Run, Run]]) -> str:
 
 
 def _parse_pair(text: str) -> tuple[str, str, str]:
-    label, sep, names = text.partition("=")
+    label, sep, names = text.rpartition("=")  # labels may hold "=" (k=12); run names do not
     elastic, comma, base = names.partition(",")
     if not (sep and comma and label and elastic and base):
         raise argparse.ArgumentTypeError(f"--pair takes 'Label=exits_run,final_run', got {text!r}")
