@@ -10,7 +10,8 @@ import numpy as np
 
 from benchmarks.loadgen import PointRun, Record
 
-REJECT_STATUSES = {429, 503}
+# 503: overloaded or queue full; 504: the budget cannot be met (the server refuses rather than answer late)
+REJECT_STATUSES = {429, 503, 504}
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float | None]:

@@ -50,6 +50,10 @@ class DeadlineUnmeetableError(RuntimeError):
     """Even exit 0 cannot answer before the deadline (only raised when the engine rejects such requests)."""
 
 
+class BacklogError(DeadlineUnmeetableError):
+    """Exit 0 would fit the deadline on an idle engine, but not behind the work already queued ahead of it."""
+
+
 class InferenceError(RuntimeError):
     """The model failed on a batch."""
 
@@ -205,6 +209,8 @@ class Engine:
                 raise UnavailableError("the server is shutting down")
             if len(self._heap) >= self.config.queue_limit:
                 raise QueueFullError(f"{len(self._heap)} requests are already waiting")
+            if self.config.reject_unmeetable:
+                self._admit(job.budget)
             job.seq = next(self._seq)
             job.enqueued = self.clock()
             heapq.heappush(self._heap, job)
@@ -213,6 +219,30 @@ class Engine:
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
         self._observe("queued", depth)
+
+    def _admit(self, budget: Budget) -> None:
+        """Lock held: refuse a job whose exit 0 cannot answer before its deadline, even at best.
+
+        At best, the jobs queued ahead of it (EDF: earlier deadlines) each reach only exit 0, in
+        batches of max_batch_size, and the batch running now ends at once; it then runs exit 0 in a
+        batch with the rest. Refusing on arrival costs the client nothing but a retry, where admitting
+        it costs its own late answer and the compute that the requests behind it needed.
+        """
+        deadline = budget.deadline
+        if deadline is None:
+            return
+        now, margin, quantile = self.clock(), self.config.margin_s, self.config.quantile
+        size = self.config.max_batch_size
+        ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
+        full, rest = divmod(ahead, size)
+        alone = self.profile.predict(0, 1, quantile)
+        if now + alone + margin > deadline:
+            raise DeadlineUnmeetableError(f"even the first exit needs about {1e3 * alone:.2f} ms now")
+        backlog = full * self.profile.predict(0, size, quantile) if full else 0.0
+        if now + backlog + self.profile.predict(0, rest + 1, quantile) + margin > deadline:
+            raise BacklogError(
+                f"{ahead} requests are queued ahead; their first exits alone take {1e3 * backlog:.1f} ms"
+            )
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
         """The answer channel to `loop`, opened from that loop's own thread (else answers fall back to

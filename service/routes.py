@@ -21,7 +21,15 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from service.engine import Arrival, DeadlineUnmeetableError, InferenceError, Job, QueueFullError, UnavailableError
+from service.engine import (
+    Arrival,
+    BacklogError,
+    DeadlineUnmeetableError,
+    InferenceError,
+    Job,
+    QueueFullError,
+    UnavailableError,
+)
 from service.errors import ApiError, field_errors, summary
 from service.imaging import ImageError, header_pixels
 from service.policy import Budget
@@ -264,8 +272,6 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
         max_mflops=options.budget_mflops,
         min_confidence=options.min_confidence,
     )
-    if settings.reject_unmeetable and not engine.can_meet(budget):
-        raise _unmeetable(engine.predicted_first_s() * 1e3 + settings.response_margin_ms)
     job = Job(tensor, budget, received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
     try:
         engine.submit(job, arrival)
@@ -275,6 +281,9 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
         raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected") from None
     except UnavailableError as err:
         raise ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected") from None
+    except BacklogError as err:  # the budget would fit an idle server: come back later, or go elsewhere
+        detail = f"the server is at capacity for budget_ms={budget_ms:g}: {err}"
+        raise ApiError(503, "overloaded", detail, headers=retry, outcome="rejected") from None
     except DeadlineUnmeetableError:
         raise _unmeetable(engine.predicted_first_s() * 1e3 + settings.response_margin_ms) from None
     except InferenceError as err:

@@ -34,7 +34,11 @@ class Settings(BaseModel):
     max_batch_wait_ms: float = Field(2.0, ge=0, le=10_000, allow_inf_nan=False)
     queue_limit: int = Field(256, ge=1, le=1_000_000, description="requests waiting to run; more → 503")
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After header on 503")
-    reject_unmeetable: bool = Field(False, description="504 instead of an exit-0 answer when even exit 0 is late")
+    reject_unmeetable: bool = Field(
+        True,
+        description="refuse a request whose first exit cannot meet its budget_ms (504; 503 when the queue ahead is "
+        "the cause) instead of answering it late; false: always answer",
+    )
     max_in_flight: int = Field(
         512, ge=1, le=1_000_000, description="classify requests being read, decoded or run at once; more → 503"
     )

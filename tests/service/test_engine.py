@@ -17,6 +17,7 @@ from models.checkpoint import Checkpoint, build_metadata
 from models.registry import create_model
 from service.engine import (
     Answer,
+    BacklogError,
     DeadlineUnmeetableError,
     Engine,
     EngineConfig,
@@ -206,13 +207,63 @@ def test_stop_answers_everything_queued(checkpoint: Checkpoint) -> None:
     assert len(answers) == 7 and all(a.exit_index == 2 for a in answers)
 
 
-def test_unmeetable_deadline_can_be_rejected(checkpoint: Checkpoint) -> None:
+def submit_now(engine: Engine, budget: Budget) -> BaseException | None:
+    """Submit one job to a stopped engine (nothing runs); the admission error, if any."""
+
+    async def main() -> BaseException | None:
+        job = Job(torch.rand(3, 32, 32), budget, engine.clock(), asyncio.get_running_loop().create_future())
+        try:
+            engine.submit(job)
+        except DeadlineUnmeetableError as err:
+            return err
+        return None
+
+    return asyncio.run(main())
+
+
+def test_a_deadline_that_exit_0_cannot_meet_is_refused_on_arrival(checkpoint: Checkpoint) -> None:
     engine, clock, _ = make_engine(checkpoint, reject_unmeetable=True)
-    results = run(engine, [Budget(deadline=clock.now - 1.0), Budget(deadline=clock.now + 1.0)])
-    assert isinstance(results[0], DeadlineUnmeetableError)
-    assert isinstance(results[1], Answer) and results[1].exit_index == 2
+    refused = submit_now(engine, Budget(deadline=clock.now + 0.005))  # exit 0 takes 10 ms
+    assert type(refused) is DeadlineUnmeetableError and "10.00 ms" in str(refused)
+    assert engine.queue_depth == 0
+    assert submit_now(engine, Budget(deadline=clock.now + 0.010)) is None and engine.queue_depth == 1
+    assert submit_now(engine, Budget()) is None  # no deadline: never refused
     assert not engine.can_meet(Budget(deadline=clock.now + 0.005))
     assert engine.can_meet(Budget(deadline=clock.now + 0.010))
+
+
+def test_a_deadline_behind_a_backlog_is_refused_as_overload(checkpoint: Checkpoint) -> None:
+    engine, clock, _ = make_engine(checkpoint, reject_unmeetable=True, max_batch_size=2)
+    # 40 ms budgets; exit 0 takes 10 ms per batch of 2: eight fit (four batches), the ninth does not
+    admitted = [submit_now(engine, Budget(deadline=clock.now + 0.040)) for _ in range(8)]
+    assert admitted == [None] * 8
+    refused = submit_now(engine, Budget(deadline=clock.now + 0.040))
+    assert isinstance(refused, BacklogError) and "8 requests are queued ahead" in str(refused)
+    # an earlier deadline goes ahead of them (EDF), so their backlog does not count against it
+    assert submit_now(engine, Budget(deadline=clock.now + 0.012)) is None
+    assert submit_now(engine, Budget(deadline=clock.now + 0.050)) is None  # 9 ahead: 40 ms + its own 10
+    assert engine.queue_depth == 10
+
+
+def test_a_job_that_waited_past_its_first_exit_is_refused_not_run(checkpoint: Checkpoint) -> None:
+    engine, clock, runner = make_engine(checkpoint, reject_unmeetable=True)
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        jobs = [Job(torch.rand(3, 32, 32), Budget(deadline=clock.now + 0.012), clock.now, loop.create_future())]
+        jobs.append(Job(torch.rand(3, 32, 32), Budget(deadline=clock.now + 1.0), clock.now, loop.create_future()))
+        for job in jobs:
+            engine.submit(job)
+        clock.now += 0.005  # it waited: 7 ms left, exit 0 needs 10
+        engine.start(calibrate_first=False)
+        results = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs), return_exceptions=True), 30)
+        await asyncio.to_thread(engine.stop, 5.0)
+        return results
+
+    late, served = asyncio.run(main())
+    assert isinstance(late, DeadlineUnmeetableError) and not isinstance(late, BacklogError)
+    assert isinstance(served, Answer) and served.exit_index == 2
+    assert runner.batch_sizes == [1]  # the late one never reached the model
 
 
 def test_observed_stage_times_update_the_profile(checkpoint: Checkpoint) -> None:
