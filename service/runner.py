@@ -93,23 +93,27 @@ def _fold_sequential(sequence: nn.Sequential) -> None:
 
 
 def fold_batch_norms(model: ElasticNet, input_size: tuple[int, ...]) -> ElasticNet:
-    """A copy of `model` (in eval mode) with each batch norm that directly follows a convolution in an
+    """A CPU copy of `model` (in eval mode) with each batch norm that directly follows a convolution in an
     `nn.Sequential` folded into it. No tracing (torch.fx patches nn.Module calls process-wide while it
     traces, which broke models and transforms running in other threads during a hot reload): only
     containers whose data flow is their order. The copy is checked against the original at every exit
-    on a random input of `input_size`; should they differ, the unfolded copy is served."""
-    folded = copy.deepcopy(model).eval()
+    on a random input of `input_size`; should they differ, the unfolded copy is served.
+
+    The fold and the check run on CPU copies, whatever device `model` is on (the caller moves the result):
+    the random input lives on the CPU, and CUDA convolutions may use TF32, whose rounding the check's
+    float32 tolerance would read as a wrong fold."""
+    reference = copy.deepcopy(model).cpu().eval()
+    folded = copy.deepcopy(reference)
     for module in list(folded.modules()):
         if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             _fold_sequential(module)
-    reference = copy.deepcopy(model).eval() if model.training else model
     with torch.no_grad():
         x = torch.rand(2, *input_size)
         for expected, result in zip(reference(x), folded(x), strict=True):
             tolerance = 1e-5 * max(1.0, float(expected.abs().max()))
             if not torch.allclose(result, expected, rtol=1e-4, atol=tolerance):
                 log.warning("folding batch norms changed the model's outputs; serving it unfolded")
-                return copy.deepcopy(reference).eval()
+                return reference
     return folded
 
 
