@@ -1,7 +1,8 @@
 """Async HTTP load generator: closed loop (fixed concurrency) or open loop (Poisson arrivals).
 
-Every run is bounded by a request count and a time limit and stops by itself. Multipart bodies
-are built before the clock starts, so the client spends its (shared) CPU on sending, not encoding.
+Every run is bounded by a request count and a time limit and stops by itself. Multipart requests
+are built (whole, headers included) before the clock starts, and sent with a minimal keep-alive
+HTTP/1.1 client (`benchmarks.http1`), so the client spends as little of the shared CPU as it can.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from benchmarks.dataset import Sample
+from benchmarks.http1 import Http1Pool, HttpError, Response, build_request
 
 log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -96,7 +96,7 @@ def multipart_body(sample: Sample, fields: dict[str, Any], boundary: str) -> byt
     return b"".join(parts)
 
 
-def _parse(record: Record, response: httpx.Response) -> None:
+def _parse(record: Record, response: Response) -> None:
     if response.status_code != 200:
         record.error = response.text[:200]
         return
@@ -126,43 +126,47 @@ class LoadGenerator:
         self.max_connections = max_connections
         self._last_send = 0.0
 
-    async def _send(self, client: httpx.AsyncClient, index: int, body: bytes, headers: dict, lag_ms: float) -> Record:
+    async def _send(self, client: Http1Pool, index: int, request: bytes, timeout_s: float, lag_ms: float) -> Record:
         sample = self.samples[index % len(self.samples)]
         record = Record(sample=index % len(self.samples), label=sample.label, status=0, client_ms=0.0, lag_ms=lag_ms)
         start = self._last_send = time.perf_counter()
         try:
-            response = await client.post(self.url, content=body, headers=headers)
+            response = await client.post(request, timeout_s)
             record.client_ms = 1000 * (time.perf_counter() - start)
             record.status = response.status_code
             _parse(record, response)
-        except httpx.HTTPError as err:
+        except (HttpError, TimeoutError) as err:
             record.client_ms = 1000 * (time.perf_counter() - start)
             record.error = f"{type(err).__name__}: {err}"[:200]
         return record
 
     async def run(self, spec: LoadSpec) -> PointRun:
         boundary = uuid.uuid4().hex
-        headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+        content_type = f"multipart/form-data; boundary={boundary}"
         if spec.requests < 1:
             raise ValueError("a point needs at least one request")
+        if spec.mode not in ("closed", "open"):
+            raise ValueError(f"mode must be 'closed' or 'open', got {spec.mode!r}")
         count = spec.requests
-        bodies = [multipart_body(s, spec.fields, boundary) for s in self.samples[: min(count, len(self.samples))]]
-        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
-        timeout = httpx.Timeout(spec.timeout_s)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        requests = [
+            build_request(self.url, multipart_body(s, spec.fields, boundary), content_type)
+            for s in self.samples[: min(count, len(self.samples))]
+        ]
+        client = Http1Pool(self.url, self.max_connections)
+        try:
             start = time.perf_counter()
             self._last_send = start
             if spec.mode == "closed":
-                records, by_time = await self._closed(client, spec, count, bodies, headers, start)
-            elif spec.mode == "open":
-                records, by_time = await self._open(client, spec, count, bodies, headers, start)
+                records, by_time = await self._closed(client, spec, count, requests, start)
             else:
-                raise ValueError(f"mode must be 'closed' or 'open', got {spec.mode!r}")
+                records, by_time = await self._open(client, spec, count, requests, start)
             duration = time.perf_counter() - start
+        finally:
+            client.close()
         log.debug("%s: %d requests in %.2fs", spec.describe(), len(records), duration)
         return PointRun(spec, records, duration, by_time, send_window_s=self._last_send - start)
 
-    async def _closed(self, client, spec: LoadSpec, count: int, bodies, headers, start: float):
+    async def _closed(self, client: Http1Pool, spec: LoadSpec, count: int, requests: list[bytes], start: float):
         records: list[Record] = []
         next_index = 0
         stopped_by_time = False
@@ -175,12 +179,13 @@ class LoadGenerator:
                     return
                 index = next_index
                 next_index += 1
-                records.append(await self._send(client, index, bodies[index % len(bodies)], headers, 0.0))
+                request = requests[index % len(requests)]
+                records.append(await self._send(client, index, request, spec.timeout_s, 0.0))
 
         await asyncio.gather(*(worker() for _ in range(max(1, spec.concurrency))))
         return records, stopped_by_time
 
-    async def _open(self, client, spec: LoadSpec, count: int, bodies, headers, start: float):
+    async def _open(self, client: Http1Pool, spec: LoadSpec, count: int, requests: list[bytes], start: float):
         if spec.rate <= 0:
             raise ValueError("open-loop load needs a rate > 0")
         rng = random.Random(spec.seed)
@@ -196,16 +201,20 @@ class LoadGenerator:
             if delay > 0:
                 await asyncio.sleep(delay)
             lag_ms = 1000 * max(0.0, time.perf_counter() - start - scheduled)
-            body = bodies[index % len(bodies)]
-            tasks.append(asyncio.create_task(self._send(client, index, body, headers, lag_ms)))
+            request = requests[index % len(requests)]
+            tasks.append(asyncio.create_task(self._send(client, index, request, spec.timeout_s, lag_ms)))
         # the per-request timeout bounds this wait
         records = list(await asyncio.gather(*tasks))
         return records, stopped_by_time
 
 
 def run_point(url: str, samples: Sequence[Sample], spec: LoadSpec) -> PointRun:
-    """Blocking wrapper: one measurement point."""
-    return asyncio.run(LoadGenerator(url, samples).run(spec))
+    """Blocking wrapper: one measurement point (on uvloop where installed: less client CPU per request)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(LoadGenerator(url, samples).run(spec))
+    return uvloop.run(LoadGenerator(url, samples).run(spec))
 
 
 def records_to_json(records: Sequence[Record]) -> list[dict[str, Any]]:

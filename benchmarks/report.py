@@ -72,10 +72,18 @@ def points_table(points: Sequence[dict[str, Any]]) -> str:
     return table(header, rows)
 
 
+def _device(m: dict[str, Any]) -> str:
+    """Where the model ran: the CPU, or the GPU's name (older results have no device: the CPU)."""
+    if not m.get("gpu"):
+        return m.get("device", "cpu")
+    return f"{m['device']}: {m['gpu']}, {m['gpu_memory_gib']} GiB, CUDA {m['cuda']}"
+
+
 def _machine(results: dict[str, Any]) -> str:
     m = results["machine"]
     rows = [
         ["CPU", m["cpu_model"]],
+        ["device", _device(m)],
         ["cores", f"{m['cores']} ({m['usable_cores']} usable)"],
         ["torch", f"{m['torch']}, {m['torch_threads']} intra-op threads (servers and in-process alike)"],
         ["python", m["python"]],
@@ -328,7 +336,8 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
   servers; bodies are encoded before each point starts. Closed loop: a fixed number of clients each
   waiting for its answer. Open loop: Poisson arrivals at a fixed rate, whatever the answers do.
 - Every point stops at its request count or its time limit († after the count: stopped by time).
-  Rejected = HTTP 503/504/429 (overloaded, or the budget cannot be met: refused, not answered late); errors = any other failure. "In budget (server)" is the server's
+  Rejected = HTTP 503/504/429 (overloaded, or the budget cannot be met: refused rather than answered
+  late); errors = any other failure. "In budget (server)" is the server's
   `budget_met` over accepted requests; "client" compares the client-side latency with the budget.
 - Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
   over the span of their sends); the client shares the cores with the server, so under overload it

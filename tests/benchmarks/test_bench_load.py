@@ -25,7 +25,8 @@ GENEROUS_MS = 30_000.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with serve() as running:
+    # late answers instead of refusals, so that the met/missed counting is exercised
+    with serve(env={"ELASTIC_REJECT_UNMEETABLE": "false"}) as running:
         yield running
 
 
@@ -92,6 +93,24 @@ def test_counts_labels_and_server_counters_agree(server: ServerProcess, tmp_path
     answered = [r for p in points for r in records(p)]
     assert after["met"] - before.get("met", 0) == sum(r["budget_met"] is True for r in answered)
     assert after["missed"] - before.get("missed", 0) == sum(r["budget_met"] is False for r in answered)
+
+
+def test_refused_requests_count_as_rejected(tmp_path: Path, classes: list[str]) -> None:
+    data = make_image_folder(tmp_path / "data", classes[:2], per_class=2)
+    out = tmp_path / "refused.json"
+    with serve() as default_server:  # refuses budgets that exit 0 cannot meet (504)
+        before = outcomes(default_server.url)
+        result = bench(
+            "--url", default_server.url + "/v1/classify", "--data", str(data),
+            "--budgets", f"{IMPOSSIBLE_MS},{GENEROUS_MS}", "--requests", "5", "--json", str(out),
+        )  # fmt: skip
+        after = outcomes(default_server.url)
+    assert result.returncode == 0, result.stderr
+    refused, served = json.loads(out.read_text())["points"]
+    assert refused["rejected"] == 5 and refused["ok"] == 0 and refused["errors"] == 0
+    assert {r["status"] for r in records(refused)} == {504}
+    assert served["ok"] == 5 and served["rejected"] == 0 and served["server_hit_rate"] == 1.0
+    assert after["rejected"] - before.get("rejected", 0) == 5
 
 
 def test_open_loop_sends_exactly_the_bounded_count(server: ServerProcess, tmp_path: Path, classes: list[str]) -> None:
