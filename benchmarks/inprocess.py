@@ -1,5 +1,9 @@
 """What the hardware does without a server: in-process decode + forward of the checkpoint at each
-exit (batch 1 and batched), and per-exit accuracy over the same images (the oracle's input)."""
+exit (batch 1 and batched), and per-exit accuracy over the same images (the oracle's input).
+
+On CUDA the model sits on the GPU, each decoded batch is copied there inside the timed region, and
+every timed region ends with `torch.cuda.synchronize()` (kernels run asynchronously: without it the
+clock would stop before the GPU has finished)."""
 
 from __future__ import annotations
 
@@ -33,17 +37,28 @@ def make_decoder(checkpoint: Checkpoint) -> Callable[[bytes], torch.Tensor]:
     return decode
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, where every op has finished on return)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_device(checkpoint: Checkpoint) -> torch.device:
+    return next(checkpoint.model.parameters()).device
+
+
 @torch.inference_mode()
 def exit_correctness(checkpoint: Checkpoint, samples: Sequence[Sample], batch_size: int = 64) -> list[list[bool]]:
     """correct[i][k]: whether exit k classifies sample i right (one full forward gives all exits)."""
     decode = make_decoder(checkpoint)
     model = checkpoint.model
+    device = model_device(checkpoint)
     rows: list[list[bool]] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        x = torch.stack([decode(s.data) for s in chunk])
+        x = torch.stack([decode(s.data) for s in chunk]).to(device)
         labels = torch.tensor([s.label for s in chunk])
-        hits = torch.stack([logits.argmax(1) == labels for logits in model(x)], dim=1)
+        hits = torch.stack([logits.argmax(1).cpu() == labels for logits in model(x)], dim=1)
         rows.extend(hits.tolist())
     return rows
 
@@ -55,22 +70,26 @@ def exit_latency(
     """Per exit: batch-1 decode+forward latency percentiles, and batched per-image cost and throughput."""
     decode = make_decoder(checkpoint)
     model = checkpoint.model
+    device = model_device(checkpoint)
     results = []
     for k in range(model.num_exits):
         for s in samples[:warmup]:
-            model.forward_until(decode(s.data).unsqueeze(0), k)
+            model.forward_until(decode(s.data).unsqueeze(0).to(device), k)
+        synchronize(device)
         single = []
         for s in samples:
             start = time.perf_counter()
-            model.forward_until(decode(s.data).unsqueeze(0), k).argmax(1)
+            model.forward_until(decode(s.data).unsqueeze(0).to(device), k).argmax(1)
+            synchronize(device)
             single.append(1000 * (time.perf_counter() - start))
         batched = []
         images = 0
         for start_index in range(0, len(samples) - batch_size + 1, batch_size):
             chunk = samples[start_index : start_index + batch_size]
             start = time.perf_counter()
-            x = torch.stack([decode(s.data) for s in chunk])
+            x = torch.stack([decode(s.data) for s in chunk]).to(device)
             model.forward_until(x, k).argmax(1)
+            synchronize(device)
             batched.append(1000 * (time.perf_counter() - start))
             images += len(chunk)
         total_s = sum(batched) / 1000
@@ -105,12 +124,13 @@ def measure(
     timing_samples: Sequence[Sample],
     batch_size: int,
     threads: int,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """The lower bound and the per-exit accuracy, with torch limited to the server's thread count."""
+    """The lower bound and the per-exit accuracy on `device`, with torch limited to the server's thread count."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        checkpoint = load_checkpoint(checkpoint_dir)
+        checkpoint = load_checkpoint(checkpoint_dir, device)
         correct = exit_correctness(checkpoint, accuracy_samples)
         latency = exit_latency(checkpoint, timing_samples, batch_size)
         decode = decode_latency(checkpoint, timing_samples)
@@ -122,6 +142,7 @@ def measure(
         for lat, e, acc in zip(latency, checkpoint.meta["exits"], accuracy, strict=True)
     ]
     return {
+        "device": str(model_device(checkpoint)),
         "threads": threads,
         "images_accuracy": len(accuracy_samples),
         "images_timing": len(timing_samples),

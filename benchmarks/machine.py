@@ -28,7 +28,23 @@ def _version(package: str) -> str | None:
         return None
 
 
-def describe(threads: int) -> dict[str, Any]:
+def accelerator(device: str) -> dict[str, Any]:
+    """The device the model runs on; for CUDA the GPU's name, memory and the CUDA/cuDNN versions."""
+    resolved = torch.device(device)
+    if resolved.type != "cuda":
+        return {"device": resolved.type, "gpu": None}
+    props = torch.cuda.get_device_properties(resolved)
+    return {
+        "device": str(resolved),
+        "gpu": torch.cuda.get_device_name(resolved),
+        "gpu_memory_gib": round(props.total_memory / 1024**3, 1),
+        "gpu_multiprocessors": props.multi_processor_count,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
+def describe(threads: int, device: str = "cpu") -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
@@ -43,4 +59,5 @@ def describe(threads: int) -> dict[str, Any]:
         "httpx": _version("httpx"),
         "uvicorn": _version("uvicorn"),
         "load_average_at_start": [round(v, 2) for v in load] if load else None,
+        **accelerator(device),
     }

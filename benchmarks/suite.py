@@ -45,6 +45,7 @@ class SuiteConfig:
     max_batch_wait_ms: float = 2.0
     peer: bool = True
     command: str = ""
+    device: str = "cpu"  # resolved ('cpu', 'cuda'): our server and the in-process lower bound run there
     server_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -89,6 +90,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         "ELASTIC_TORCH_THREADS": str(cfg.threads),
         "ELASTIC_MAX_BATCH_SIZE": str(cfg.max_batch_size),
         "ELASTIC_MAX_BATCH_WAIT_MS": str(cfg.max_batch_wait_ms),
+        "ELASTIC_DEVICE": cfg.device,
         **cfg.server_env,
     }
     command = [*servers.elastic_command(cfg.checkpoint, port), "--no-access-log", "--log-level", "warning"]
@@ -168,12 +170,16 @@ def add_oracle(
 def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     meta = read_metadata(cfg.checkpoint)
     size = cfg.size
-    host = machine.describe(cfg.threads)
+    host = machine.describe(cfg.threads, cfg.device)
     samples = load_samples(cfg.data, meta["classes"], size.images)
-    log.info("%d images from %s; size %s; %d torch threads", len(samples), cfg.data, size.name, cfg.threads)
+    log.info(
+        "%d images from %s; size %s; %d torch threads; device %s",
+        *(len(samples), cfg.data, size.name, cfg.threads, cfg.device),
+    )
     bench = Bench(samples, size)
 
-    lower = inprocess.measure(cfg.checkpoint, samples, samples[: size.timing_images], cfg.max_batch_size, cfg.threads)
+    timing = samples[: size.timing_images]
+    lower = inprocess.measure(cfg.checkpoint, samples, timing, cfg.max_batch_size, cfg.threads, cfg.device)
     torch.set_num_threads(1)  # from here on this process only generates load
     correct = lower.pop("correct")
     elastic = run_elastic(cfg, bench)

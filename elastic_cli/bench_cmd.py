@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     suite.add_argument("--max-batch-size", type=int, default=8, help="for Elastic and LitServe batched (8)")
     suite.add_argument("--max-batch-wait-ms", type=float, default=2.0, help="for Elastic and LitServe batched (2)")
     suite.add_argument("--no-peer", action="store_true", help="skip LitServe")
+    suite.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto",
+        help="where our server and the in-process lower bound run; auto: CUDA if available (LitServe stays on the CPU)",
+    )  # fmt: skip
     suite.add_argument("--out", type=Path, default=Path("bench-out"), help="results.json and server logs")
     suite.add_argument("--doc", type=Path, help="write the markdown report here (e.g. BENCHMARKS.md)")
     suite.add_argument("--assets", type=Path, default=Path("docs/benchmarks"), help="plots and results for the doc")
@@ -142,8 +146,12 @@ def run_suite(args: argparse.Namespace) -> int:
     from benchmarks.sizes import SIZES
     from benchmarks.suite import SuiteConfig, run_suite
     from models.pretrained import default_checkpoint
+    from service.runner import resolve_device
 
     checkpoint = (args.checkpoint or default_checkpoint()).resolve()
+    device = resolve_device(args.device).type  # ValueError (exit 2) when cuda is asked for and missing
+    if device != "cpu" and not args.no_peer:
+        log.warning("the LitServe peer runs on the CPU while our server runs on %s: add --no-peer", device)
     data = args.data.resolve()
     if not data.is_dir():
         sys.stderr.write(f"error: data folder not found: {data}\n")
@@ -158,6 +166,7 @@ def run_suite(args: argparse.Namespace) -> int:
         max_batch_wait_ms=args.max_batch_wait_ms,
         peer=not args.no_peer,
         command="elastic " + " ".join(sys.argv[1:]),
+        device=device,
         server_env={"ELASTIC_DEFAULT_BUDGET_MS": ""},  # no budget must mean full depth
     )
     results = run_suite(config)
