@@ -51,11 +51,17 @@ def hit_rate_vs_load(results: dict[str, Any], path: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, budget in enumerate(budgets):
         color = colors[i % len(colors)]
+        # a point where every request was refused has no hit rate: nothing to draw there
         ours = sorted((p["load"], p["server_hit_rate"]) for p in points if p["budget_ms"] == budget)
+        ours = [(load, rate) for load, rate in ours if rate is not None]
         base = sorted((p["load"], p["server_hit_rate"]) for p in fixed if p["budget_ms"] == budget)
+        base = [(load, rate) for load, rate in base if rate is not None]
+        if not ours:
+            continue
         loads, rates = zip(*ours, strict=True)
         hits.plot(loads, rates, "o-", color=color, label=f"{budget:g} ms")
-        hits.plot(*zip(*base, strict=True), "x:", color=color, alpha=0.7)
+        if base:
+            hits.plot(*zip(*base, strict=True), "x:", color=color, alpha=0.7)
         misses.plot(loads, [max(1 - r, MISS_FLOOR) for r in rates], "o-", color=color, label=f"{budget:g} ms")
     hits.set_ylim(-0.02, 1.02)
     hits.set_ylabel("answers inside budget_ms (server-side, accepted)")

@@ -257,6 +257,18 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
     else:
         data, options = await _parse_multipart(request, body, context, settings.max_image_bytes)
     del body
+    budget_ms = options.budget_ms if options.budget_ms is not None else settings.default_budget_ms
+    budget = Budget(
+        deadline=None if budget_ms is None else received + budget_ms / 1e3,
+        max_mflops=options.budget_mflops,
+        min_confidence=options.min_confidence,
+    )
+    try:
+        engine.admit(budget, received)  # before decoding: under overload a refusal must stay cheap
+    except BacklogError as err:
+        raise _overloaded(budget_ms, err, retry) from None
+    except DeadlineUnmeetableError as err:
+        raise _unmeetable(budget_ms, err) from None
     try:
         pixels = header_pixels(data)
         if pixels is not None and pixels <= INLINE_DECODE_PIXELS:
@@ -266,12 +278,6 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
     except ImageError as err:
         raise ApiError(err.status, err.code, err.message) from None
 
-    budget_ms = options.budget_ms if options.budget_ms is not None else settings.default_budget_ms
-    budget = Budget(
-        deadline=None if budget_ms is None else received + budget_ms / 1e3,
-        max_mflops=options.budget_mflops,
-        min_confidence=options.min_confidence,
-    )
     job = Job(tensor, budget, received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
     try:
         engine.submit(job, arrival)
@@ -281,11 +287,10 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
         raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected") from None
     except UnavailableError as err:
         raise ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected") from None
-    except BacklogError as err:  # the budget would fit an idle server: come back later, or go elsewhere
-        detail = f"the server is at capacity for budget_ms={budget_ms:g}: {err}"
-        raise ApiError(503, "overloaded", detail, headers=retry, outcome="rejected") from None
-    except DeadlineUnmeetableError:
-        raise _unmeetable(engine.predicted_first_s() * 1e3 + settings.response_margin_ms) from None
+    except BacklogError as err:
+        raise _overloaded(budget_ms, err, retry) from None
+    except DeadlineUnmeetableError as err:
+        raise _unmeetable(budget_ms, err) from None
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
 
@@ -311,13 +316,15 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
     )
 
 
-def _unmeetable(needed_ms: float) -> ApiError:
-    return ApiError(
-        504,
-        "deadline_unmeetable",
-        f"budget_ms cannot be met: even the first exit needs about {needed_ms:.2f} ms now",
-        outcome="rejected",
-    )
+def _overloaded(budget_ms: float | None, err: BacklogError, retry: dict[str, str]) -> ApiError:
+    """The budget would fit an idle server: come back later, or go elsewhere (a balancer may retry)."""
+    budget = "the budget" if budget_ms is None else f"budget_ms={budget_ms:g}"
+    return ApiError(503, "overloaded", f"the server is too busy for {budget}: {err}", headers=retry, outcome="rejected")
+
+
+def _unmeetable(budget_ms: float | None, err: DeadlineUnmeetableError) -> ApiError:
+    budget = "the budget" if budget_ms is None else f"budget_ms={budget_ms:g}"
+    return ApiError(504, "deadline_unmeetable", f"{budget} cannot be met: {err}", outcome="rejected")
 
 
 @router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")
