@@ -242,19 +242,22 @@ class Engine:
         only, in batches of max_batch_size, as if the batch running now ended at once. Refusing on
         arrival costs the client a retry; admitting it would cost its own late answer and the compute
         that the requests behind it need.
+
+        Exit 0 is predicted at the profile's quantile (p95) and without the margin that deeper exits
+        keep: only a request predicted to be late is refused, not one that merely might be.
         """
         deadline = budget.deadline
         if deadline is None:
             return
-        now, margin, quantile = self.clock(), self.config.margin_s, self.config.quantile
+        now, quantile = self.clock(), self.config.quantile
         alone = self.profile.predict(0, 1, quantile)
-        if received + alone + margin > deadline:
-            raise DeadlineUnmeetableError(f"even the first exit needs about {1e3 * (alone + margin):.2f} ms")
+        if received + alone > deadline:
+            raise DeadlineUnmeetableError(f"even the first exit needs about {1e3 * alone:.2f} ms")
         size = self.config.max_batch_size
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
         full, rest = divmod(ahead, size)
         backlog = full * self.profile.predict(0, size, quantile) if full else 0.0
-        if now + backlog + self.profile.predict(0, rest + 1, quantile) + margin > deadline:
+        if now + backlog + self.profile.predict(0, rest + 1, quantile) > deadline:
             raise BacklogError(
                 f"{1e3 * (now - received):.1f} ms have passed since it arrived, and {ahead} requests are queued "
                 f"ahead of it, whose first exits alone take {1e3 * backlog:.1f} ms"
@@ -389,9 +392,9 @@ class Engine:
         start = self.clock()
         for job in batch:
             self._observe("queue_wait", start - job.enqueued)
-        if cfg.reject_unmeetable:  # with the margin, as on arrival: a request that waited too long is refused
+        if cfg.reject_unmeetable:  # as on arrival: a request that waited too long for exit 0 is refused
             first_s = self.predicted_first_s(len(batch))
-            late = [j for j in batch if not first_exit_fits(j.budget, start, first_s, cfg.margin_s)]
+            late = [j for j in batch if not first_exit_fits(j.budget, start, first_s, 0.0)]
             for job in late:
                 waited = 1e3 * (start - job.enqueued)
                 error = BacklogError(f"it waited {waited:.1f} ms in the queue; exit 0 no longer fits")
