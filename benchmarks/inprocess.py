@@ -17,10 +17,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from benchmarks import serving_bound
 from benchmarks.dataset import Sample
 from benchmarks.stats import percentiles
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.transforms import eval_transform
+from service.runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,8 @@ def measure(
         correct = exit_correctness(checkpoint, accuracy_samples)
         latency = exit_latency(checkpoint, timing_samples, batch_size)
         decode = decode_latency(checkpoint, timing_samples)
+        runner = ModelRunner(load_checkpoint(checkpoint_dir), model_device(checkpoint), precision="auto")
+        serving = serving_bound.measure(runner, accuracy_samples, timing_samples, batch_size)
     finally:
         torch.set_num_threads(previous)
     accuracy = [sum(row[k] for row in correct) / len(correct) for k in range(checkpoint.model.num_exits)]
@@ -149,4 +153,5 @@ def measure(
         "decode_ms": decode,
         "exits": exits,
         "correct": correct,  # per sample × exit; the suite uses it and drops it before writing JSON
+        "serving": serving,  # the same with the serving runner: what our server is held to
     }

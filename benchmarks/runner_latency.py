@@ -32,6 +32,7 @@ from PIL import Image
 from benchmarks import machine
 from benchmarks.dataset import load_samples
 from benchmarks.inprocess import synchronize
+from benchmarks.serving_bound import serving_pass
 from benchmarks.stats import percentiles
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
@@ -66,13 +67,6 @@ def _batches(pool: list[torch.Tensor], batch: int, runs: int) -> list[list[torch
         out.append([pool[(start + i) % len(pool)] for i in range(batch)])
         start = (start + batch) % len(pool)
     return out
-
-
-def serving_pass(runner: ModelRunner, tensors: list[torch.Tensor], k: int) -> None:
-    features = runner.batch(tensors)
-    for index in range(k + 1):
-        features = runner.stage(index, features)
-    runner.read_exit(k, features)
 
 
 @torch.inference_mode()

@@ -30,6 +30,10 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     assert results["size"] == "smoke" and results["images"] == 24
     exits = results["lower_bound"]["exits"]
     assert [e["exit"] for e in exits] == list(range(len(exits)))
+    serving = results["lower_bound"]["serving"]  # the serving runner's bound, which our targets use
+    assert [e["exit"] for e in serving["exits"]] == [e["exit"] for e in exits]
+    assert serving["precision"] in ("fp32", "bf16") and "correct" not in serving
+    assert all(0.0 <= e["accuracy"] <= 1.0 and e["batch1_ms"]["p50"] > 0 for e in serving["exits"])
     elastic = results["elastic"]
     assert elastic["settings"]["max_batch_size"] == 8  # the server ran with the suite's batching
     points = [elastic["full_depth_c1"], elastic["saturation"], *elastic["budget_sweep_c1"], *elastic["load_sweep"]]
