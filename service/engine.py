@@ -113,7 +113,7 @@ class EngineConfig:
     max_wait_s: float = 0.002
     queue_limit: int = 256
     margin_s: float = 0.001
-    quantile: str = "p95"
+    quantile: str = "p99"
     reject_unmeetable: bool = False
     warmup_runs: int = 3
     calibration_runs: int = 20

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-QUANTILES = {"p50": 0.50, "p95": 0.95}
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
 
 def batch_buckets(max_batch_size: int) -> list[int]:
@@ -136,7 +136,7 @@ class LatencyProfile:
             return all(self._samples[(part, k, first)] for part in PARTS for k in range(self.num_exits))
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Per exit: {batch size: {p50_ms, p95_ms, samples}} of stage + head, for `/v1/model`.
+        """Per exit: {batch size: {p50_ms, p95_ms, p99_ms, samples}} of stage + head, for `/v1/model`.
 
         The quantiles are the sums of the stage's and the head's, as the policy predicts them.
         """
@@ -152,6 +152,7 @@ class LatencyProfile:
                     per_bucket[str(b)] = {
                         "p50_ms": round(sum(s["p50"] for s in parts) * 1e3, 4),
                         "p95_ms": round(sum(s["p95"] for s in parts) * 1e3, 4),
+                        "p99_ms": round(sum(s["p99"] for s in parts) * 1e3, 4),
                         "samples": int(min(s["n"] for s in parts)),
                     }
                 out.append(per_bucket)

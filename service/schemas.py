@@ -126,6 +126,7 @@ class ErrorResponse(BaseModel):
 class LatencyStats(BaseModel):
     p50_ms: float
     p95_ms: float
+    p99_ms: float
     samples: int
 
 

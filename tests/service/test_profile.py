@@ -29,7 +29,7 @@ def test_quantiles_per_exit_and_bucket() -> None:
     assert profile.predict(0, 1, "p95") == pytest.approx(0.095)
     assert profile.predict(1, 4, "p95") == pytest.approx(0.5)
     snap = profile.snapshot()
-    assert snap[0]["1"] == {"p50_ms": 50.0, "p95_ms": 95.0, "samples": 100}
+    assert snap[0]["1"] == {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "samples": 100}
     assert "4" in snap[1] and "1" not in snap[1]
 
 
@@ -72,7 +72,7 @@ def test_stage_and_head_are_kept_apart() -> None:
     assert profile.predict_head(1, 2) == pytest.approx(0.004)
     # the path to an exit reads only that exit's head
     assert profile.predict_path(2, 1) == pytest.approx(0.001 + 0.002 + 0.003 + 0.0005)
-    assert profile.snapshot()[1]["1"] == {"p50_ms": 2.5, "p95_ms": 2.5, "samples": 1}
+    assert profile.snapshot()[1]["1"] == {"p50_ms": 2.5, "p95_ms": 2.5, "p99_ms": 2.5, "samples": 1}
     assert profile.sample_count(1, 2, "head") == 1 and profile.sample_count(1, 2) == 0
 
 
@@ -130,6 +130,6 @@ def test_quantiles_match_a_plain_sort_of_the_window() -> None:
         profile.observe(0, 1, value)
         seen.append(value)
         window = sorted(seen[-50:])
-        for name, q in (("p50", 0.5), ("p95", 0.95)):
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             rank = max(0, math.ceil(q * len(window)) - 1)  # nearest rank
             assert profile.predict_stage(0, 1, name) == window[rank]
