@@ -25,7 +25,8 @@ BATCHES=${BATCHES:-1,8,32,128}
 PRECISIONS=${PRECISIONS:-fp32,bf16}
 REPS=${REPS:-100}
 read -r -a TESTS <<<"${TESTS:-tests/service tests/models tests/e2e/test_serving.py}"
-T_TESTS=${T_TESTS:-150} T_LATENCY=${T_LATENCY:-75} T_SUITE=${T_SUITE:-150}  # seconds per step at most
+WORKERS=${WORKERS:-4}                # step d: uvicorn workers sharing the GPU
+T_TESTS=${T_TESTS:-150} T_LATENCY=${T_LATENCY:-75} T_SUITE=${T_SUITE:-150} T_WORKERS=${T_WORKERS:-90}  # seconds per step
 export PYTHONUNBUFFERED=1
 
 mkdir -p "$OUT"
@@ -88,9 +89,36 @@ step suite "$T_SUITE" "$PYTHON" -m elastic_cli.main bench suite --device "$DEVIC
 cp "$suite_dir/results.json" "$OUT/results.json" 2>/dev/null || echo "no results.json"
 cp "$suite_dir/logs/elastic.log" "$OUT/elastic.log" 2>/dev/null || echo "no server log"
 
+# d. one GPU, several uvicorn workers (each its own model copy and batcher): saturation at full depth
+#    and with a 10 ms budget, closed loop with many clients
+workers_bench() {
+    local port=8765
+    ELASTIC_DEVICE=$DEVICE "$PYTHON" -m elastic_cli.main serve --workers "$WORKERS" --port $port \
+        --no-access-log --log-level warning >"$suite_dir/workers.log" 2>&1 &
+    local server=$!
+    "$PYTHON" - $port <<'EOF'
+import sys, time, httpx
+for _ in range(240):
+    try:
+        if httpx.get(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1).status_code == 200:
+            break
+    except httpx.HTTPError:
+        pass
+    time.sleep(0.5)
+EOF
+    "$PYTHON" -m elastic_cli.main bench load --url http://127.0.0.1:$port/v1/classify --data .gpudata \
+        --budgets none,10 --concurrency 64 --requests 4000 --time-limit 20 --json "$OUT/workers.json"
+    local rc=$?
+    kill "$server"; wait "$server"
+    return $rc
+}
+export -f workers_bench
+export DEVICE PYTHON WORKERS OUT suite_dir
+step workers "$T_WORKERS" bash -c workers_bench
+
 {
     echo "=== summary after $((SECONDS - started))s: tests ${status[tests]}, latency ${status[latency]}," \
-        "suite ${status[suite]} (0 = ok, 124 = timed out)"
+        "suite ${status[suite]}, workers ${status[workers]} (0 = ok, 124 = timed out)"
     grep -oE '<testsuite [^>]*' "$OUT/pytest.xml" 2>/dev/null | grep -oE '(tests|failures|errors|skipped|time)="[^"]*"' |
         tr '\n' ' '
     echo
