@@ -112,7 +112,7 @@ class EngineConfig:
     max_batch_size: int = 8
     max_wait_s: float = 0.002
     queue_limit: int = 256
-    margin_s: float = 0.001
+    margin_s: float = 0.0005
     quantile: str = "p99"
     reject_unmeetable: bool = False
     warmup_runs: int = 3

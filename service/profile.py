@@ -36,6 +36,13 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank]
 
 
+def predictable_quantile(q: float, n: int) -> float:
+    """The quantile that `n` samples can estimate: q, but never the maximum of fewer than 1/(1 - q)
+    samples (a p99 of 20 calibration runs would be their single slowest, one stall deciding every
+    prediction until traffic replaces it). 20 samples give p95, 50 give p98, 100 or more the full p99."""
+    return min(q, 1.0 - 1.0 / n) if n > 1 else q
+
+
 STAGE, HEAD = "stage", "head"
 PARTS = (STAGE, HEAD)
 
@@ -98,11 +105,11 @@ class LatencyProfile:
         with self._lock:
             ordered = self._sorted[(part, exit_index, target)]
             if ordered:
-                return _quantile(ordered, q)
+                return _quantile(ordered, predictable_quantile(q, len(ordered)))
             for b in sorted(self.buckets, key=lambda b: abs(b - target)):
                 ordered = self._sorted[(part, exit_index, b)]
                 if ordered:
-                    return _quantile(ordered, q) * max(1.0, target / b)
+                    return _quantile(ordered, predictable_quantile(q, len(ordered))) * max(1.0, target / b)
         return 0.0
 
     def predict_stage(self, exit_index: int, batch_size: int, quantile: str = "p95") -> float:

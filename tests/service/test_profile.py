@@ -131,5 +131,17 @@ def test_quantiles_match_a_plain_sort_of_the_window() -> None:
         seen.append(value)
         window = sorted(seen[-50:])
         for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            q = min(q, 1 - 1 / len(window)) if len(window) > 1 else q  # what the window can estimate
             rank = max(0, math.ceil(q * len(window)) - 1)  # nearest rank
             assert profile.predict_stage(0, 1, name) == window[rank]
+
+
+def test_a_tail_quantile_is_never_the_maximum_of_too_few_samples() -> None:
+    profile = LatencyProfile(1, [1])
+    for ms in range(1, 21):  # 20 calibration-sized samples, 1..20 ms: the slowest is a stall
+        profile.observe(0, 1, ms / 1e3)
+    assert profile.predict_stage(0, 1, "p99") == pytest.approx(0.019)  # p95 of 20: the 19th
+    for ms in range(21, 201):  # 200 samples: the full p99
+        profile.observe(0, 1, ms / 1e3)
+    assert profile.predict_stage(0, 1, "p99") == pytest.approx(0.198)
+    assert profile.snapshot()[0]["1"]["p99_ms"] == pytest.approx(198.0)
