@@ -13,12 +13,11 @@ results to float rounding; together they take about a quarter off the compute of
 on this CPU.
 
 Precision: "auto" (the default) runs the model in bfloat16 on a CPU with native bfloat16 arithmetic
-(AVX512-BF16 or AMX), where oneDNN's convolutions take about 40% less time at batch 8, and on a CUDA
-GPU that supports it (measured on an H200: the full path at batch 1 in 0.92 ms instead of 1.45 ms in
-float32, which cuDNN runs as TF32), and in float32 everywhere else; "fp32" and "bf16" force one.
-Exit heads end in float32 (softmax, confidences). On the shipped checkpoint bfloat16 changes top-1
-accuracy by at most 0.09 points at any exit over the 10,000 CIFAR-10 test images on the CPU (99.5% or
-more of the answers identical); set "fp32" for another model until it has been checked the same way.
+(AVX512-BF16 or AMX), where oneDNN's convolutions take about 40% less time at batch 8, and in float32
+everywhere else; "fp32" and "bf16" force one. Exit heads end in float32 (softmax, confidences). On
+the shipped checkpoint bfloat16 changes top-1 accuracy by at most 0.09 points at any exit over the
+10,000 CIFAR-10 test images (99.5% or more of the answers identical); set "fp32" for another model
+until it has been checked the same way.
 """
 
 from __future__ import annotations
@@ -68,13 +67,10 @@ def native_bf16_cpu() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """'auto' → bfloat16 on a CUDA GPU that supports it (Ampere and later) or a CPU with native
-    bfloat16, else float32; 'fp32' / 'bf16' as asked."""
+    """'auto' → bfloat16 on a CPU with native bfloat16, else float32; 'fp32' / 'bf16' as asked."""
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if device.type == "cpu" and native_bf16_cpu() else torch.float32
     return torch.bfloat16 if name == "bf16" else torch.float32
 

@@ -26,9 +26,7 @@ class Settings(BaseModel):
     device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'…")
     torch_threads: int = Field(0, ge=0, le=256, description="intra-op threads for the model; 0: torch's default")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto",
-        description="'auto': bfloat16 on a CUDA GPU with bfloat16 or a CPU with native bfloat16, else float32 "
-        "(see service.runner)",
+        "auto", description="'auto': bfloat16 on a CPU with native bfloat16, else float32 (see service.runner)"
     )
 
     # batching and admission
