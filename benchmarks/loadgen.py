@@ -8,6 +8,7 @@ HTTP/1.1 client (`benchmarks.http1`), so the client spends as little of the shar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -41,6 +42,7 @@ class Record:
     mflops: float | None = None
     budget_met: bool | None = None
     error: str | None = None
+    error_code: str | None = None  # the "error" field of a JSON error body
 
     @property
     def correct(self) -> bool:
@@ -99,6 +101,8 @@ def multipart_body(sample: Sample, fields: dict[str, Any], boundary: str) -> byt
 def _parse(record: Record, response: Response) -> None:
     if response.status_code != 200:
         record.error = response.text[:200]
+        with contextlib.suppress(ValueError, AttributeError):  # not a JSON object: no code
+            record.error_code = str(json.loads(response.content).get("error"))
         return
     try:
         body = json.loads(response.content)

@@ -346,8 +346,8 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
   servers; bodies are encoded before each point starts. Closed loop: a fixed number of clients each
   waiting for its answer. Open loop: Poisson arrivals at a fixed rate, whatever the answers do.
 - Every point stops at its request count or its time limit († after the count: stopped by time).
-  Rejected = HTTP 503/504/429 (overloaded, or the budget cannot be met: refused rather than answered
-  late); errors = any other failure. "In budget (server)" is the server's
+  Rejected = HTTP 503/429 (overloaded) or 422 `budget_too_small` (the budget is below exit 0 on this
+  server): refused rather than answered late; errors = any other failure. "In budget (server)" is the server's
   `budget_met` over accepted requests; "client" compares the client-side latency with the budget.
 - Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
   over the span of their sends); the client shares the cores with the server, so under overload it

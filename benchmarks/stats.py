@@ -10,8 +10,15 @@ import numpy as np
 
 from benchmarks.loadgen import PointRun, Record
 
-# 503: overloaded or queue full; 504: the budget cannot be met (the server refuses rather than answer late)
-REJECT_STATUSES = {429, 503, 504}
+# 503: overloaded or queue full; 429: rate limited. A 422 `budget_too_small` (the budget is below what the
+# server's first exit needs) is a refusal too: see `is_rejected`.
+REJECT_STATUSES = {429, 503}
+REJECT_CODES = {"budget_too_small"}
+
+
+def is_rejected(record: Record) -> bool:
+    """Refused by admission control rather than failed: the server chose not to answer late."""
+    return record.status in REJECT_STATUSES or (record.status == 422 and record.error_code in REJECT_CODES)
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float | None]:
@@ -32,8 +39,8 @@ def summarize(records: Sequence[Record], duration_s: float, budget_ms: float | N
     (ok) requests; `client_hit_rate_sent` also counts rejects and errors as misses.
     """
     ok = [r for r in records if r.status == 200]
-    rejected = [r for r in records if r.status in REJECT_STATUSES]
-    errors = [r for r in records if r.status != 200 and r.status not in REJECT_STATUSES]
+    rejected = [r for r in records if is_rejected(r)]
+    errors = [r for r in records if r.status != 200 and not is_rejected(r)]
     server_known = [r for r in ok if r.budget_met is not None]
     summary: dict[str, Any] = {
         "sent": len(records),

@@ -209,7 +209,7 @@ async def _parse_multipart(
         "The server runs the network stage by stage and answers from the deepest exit that fits "
         "`budget_ms` (from when it received the request), `budget_mflops` and `min_confidence`."
     ),
-    responses=_error_responses(400, 413, 415, 422, 503, 504),
+    responses=_error_responses(400, 413, 415, 422, 503),
     openapi_extra=_openapi_body(),
 )
 async def classify(request: Request, service: Service) -> ClassifyResponse:
@@ -323,8 +323,10 @@ def _overloaded(budget_ms: float | None, err: BacklogError, retry: dict[str, str
 
 
 def _unmeetable(budget_ms: float | None, err: DeadlineUnmeetableError) -> ApiError:
+    """A 4xx, not a 5xx: the budget asks for less than this server's first exit takes even when idle;
+    the client can fix that (a larger budget, or no budget), a retry cannot."""
     budget = "the budget" if budget_ms is None else f"budget_ms={budget_ms:g}"
-    return ApiError(504, "deadline_unmeetable", f"{budget} cannot be met: {err}", outcome="rejected")
+    return ApiError(422, "budget_too_small", f"{budget} cannot be met on this server: {err}", outcome="rejected")
 
 
 @router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")

@@ -36,7 +36,7 @@ class Settings(BaseModel):
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After header on 503")
     reject_unmeetable: bool = Field(
         True,
-        description="refuse a request whose first exit cannot meet its budget_ms (504; 503 when the queue ahead is "
+        description="refuse a request whose first exit cannot meet its budget_ms (422; 503 when the queue ahead is "
         "the cause) instead of answering it late; false: always answer",
     )
     max_in_flight: int = Field(

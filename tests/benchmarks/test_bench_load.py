@@ -98,7 +98,7 @@ def test_counts_labels_and_server_counters_agree(server: ServerProcess, tmp_path
 def test_refused_requests_count_as_rejected(tmp_path: Path, classes: list[str]) -> None:
     data = make_image_folder(tmp_path / "data", classes[:2], per_class=2)
     out = tmp_path / "refused.json"
-    with serve() as default_server:  # refuses budgets that exit 0 cannot meet (504)
+    with serve() as default_server:  # refuses budgets that exit 0 cannot meet (422 budget_too_small)
         before = outcomes(default_server.url)
         result = bench(
             "--url", default_server.url + "/v1/classify", "--data", str(data),
@@ -108,7 +108,7 @@ def test_refused_requests_count_as_rejected(tmp_path: Path, classes: list[str]) 
     assert result.returncode == 0, result.stderr
     refused, served = json.loads(out.read_text())["points"]
     assert refused["rejected"] == 5 and refused["ok"] == 0 and refused["errors"] == 0
-    assert {r["status"] for r in records(refused)} == {504}
+    assert {r["status"] for r in records(refused)} == {422}
     assert served["ok"] == 5 and served["rejected"] == 0 and served["server_hit_rate"] == 1.0
     assert after["rejected"] - before.get("rejected", 0) == 5
 

@@ -1,5 +1,5 @@
 """Admission control on the real server: a full queue answers 503 with Retry-After, an unmeetable
-deadline answers 504 when the server is set to reject those, and the default budget applies."""
+budget answers 422 budget_too_small, and the default budget applies."""
 
 from __future__ import annotations
 
@@ -41,10 +41,11 @@ def test_default_budget_applies(client: httpx.Client) -> None:
     assert body["exit"] == body["num_exits"] - 1
 
 
-def test_unmeetable_deadline_is_rejected_with_504(client: httpx.Client) -> None:
+def test_a_budget_below_exit_0_is_refused_with_422(client: httpx.Client) -> None:
     response = post(client, budget_ms="0.001")
-    assert response.status_code == 504
-    assert response.json()["error"] == "deadline_unmeetable" and "ms" in response.json()["detail"]
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "budget_too_small" and "first exit needs about" in body["detail"]
 
 
 def test_full_queue_rejects_with_503_and_retry_after(client: httpx.Client) -> None:

@@ -29,7 +29,11 @@ MIN_CASES = 100  # a run that generated fewer did not really fuzz
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Path) -> None:
-    env = {"ELASTIC_ADMIN_TOKEN": TOKEN, "ELASTIC_WARMUP_RUNS": "1", "ELASTIC_CALIBRATION_RUNS": "5"}
+    # budgets are answered, never refused, here: whether a tight budget is refused (422, or 503 when the
+    # fuzzer's own concurrent requests are queued ahead) depends on timing, not on the input, and is
+    # tested in test_admission.py and test_overload.py; here every schema-valid input gets its answer
+    env = {"ELASTIC_ADMIN_TOKEN": TOKEN, "ELASTIC_WARMUP_RUNS": "1", "ELASTIC_CALIBRATION_RUNS": "5",
+           "ELASTIC_REJECT_UNMEETABLE": "false"}  # fmt: skip
     report_path = tmp_path / "report.json"
     with serve(env=env) as server:
         command = [
