@@ -19,7 +19,7 @@ from PIL import Image
 
 from benchmarks import serving_bound
 from benchmarks.dataset import Sample
-from benchmarks.stats import percentiles
+from benchmarks.stats import exit_timing, percentiles
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.transforms import eval_transform
 from service.runner import ModelRunner
@@ -94,17 +94,7 @@ def exit_latency(
             synchronize(device)
             batched.append(1000 * (time.perf_counter() - start))
             images += len(chunk)
-        total_s = sum(batched) / 1000
-        results.append(
-            {
-                "exit": k,
-                "batch1_ms": percentiles(single),
-                "batch": batch_size,
-                "batch_ms": percentiles(batched),
-                "batched_per_image_ms": 1000 * total_s / images if images else None,
-                "batched_images_per_s": images / total_s if total_s else None,
-            }
-        )
+        results.append(exit_timing(k, single, batch_size, batched, images))
         log.info("in-process exit %d: batch-1 p50 %.2f ms", k, results[-1]["batch1_ms"]["p50"])
     return results
 

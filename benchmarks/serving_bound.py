@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from benchmarks.dataset import Sample
-from benchmarks.stats import percentiles
+from benchmarks.stats import exit_timing
 from service.imaging import decode_image
 from service.runner import ModelRunner
 from service.settings import Settings
@@ -80,17 +80,7 @@ def latency(runner: ModelRunner, samples: Sequence[Sample], batch_size: int, war
             serving_pass(runner, [decode(s.data) for s in chunk], k)
             batched.append(1000 * (time.perf_counter() - start))
             images += len(chunk)
-        total_s = sum(batched) / 1000
-        results.append(
-            {
-                "exit": k,
-                "batch1_ms": percentiles(single),
-                "batch": batch_size,
-                "batch_ms": percentiles(batched),
-                "batched_per_image_ms": 1000 * total_s / images if images else None,
-                "batched_images_per_s": images / total_s if total_s else None,
-            }
-        )
+        results.append(exit_timing(k, single, batch_size, batched, images))
         log.info("serving runner exit %d: batch-1 p50 %.2f ms", k, results[-1]["batch1_ms"]["p50"])
     return results
 

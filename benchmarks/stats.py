@@ -28,6 +28,21 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> 
     return {f"p{q:g}": float(np.percentile(arr, q)) for q in qs}
 
 
+def exit_timing(
+    exit_index: int, single_ms: Sequence[float], batch_size: int, batched_ms: Sequence[float], images: int
+) -> dict[str, Any]:
+    """One exit's in-process timing: batch-1 percentiles, and per-image cost and throughput when batched."""
+    total_s = sum(batched_ms) / 1000
+    return {
+        "exit": exit_index,
+        "batch1_ms": percentiles(single_ms),
+        "batch": batch_size,
+        "batch_ms": percentiles(batched_ms),
+        "batched_per_image_ms": 1000 * total_s / images if images else None,
+        "batched_images_per_s": images / total_s if total_s else None,
+    }
+
+
 def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
