@@ -1,0 +1,96 @@
+"""How much a GIL-hungry thread slows the model down: the full path at batch 1 with the serving runner,
+eager and as TorchScript-frozen stages, on a quiet process and with a thread that keeps the GIL busy
+(the worst case for the server's event loop). docs/performance.md quotes its output.
+
+    python scripts/experiments/gil_contention.py --switch-interval 0.0001
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from models.checkpoint import load_checkpoint
+from models.pretrained import default_checkpoint
+from service.runner import ModelRunner
+
+
+class Stage(nn.Module):
+    def __init__(self, model: nn.Module, index: int) -> None:
+        super().__init__()
+        self.model, self.index = model, index
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.run_stage(self.index, features)
+
+
+def percentiles(run: Callable[[], object], count: int) -> str:
+    for _ in range(20):
+        run()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        run()
+        times.append(1e3 * (time.perf_counter() - start))
+    times.sort()
+    return f"p50 {times[count // 2]:.2f} p95 {times[int(count * 0.95)]:.2f} p99 {times[int(count * 0.99)]:.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--switch-interval", type=float, default=0.0001)
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    sys.setswitchinterval(args.switch_interval)
+    runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")
+    for parameter in runner.model.parameters():
+        parameter.requires_grad_(False)
+    x = runner.batch([torch.randn(*runner.input_size)])
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace/freeze are deprecated
+        traced, features = [], x
+        for k in range(runner.num_exits):
+            traced.append(torch.jit.freeze(torch.jit.trace(Stage(runner.model, k).eval(), (features,))))
+            features = runner.model.run_stage(k, features)
+
+    def eager() -> None:
+        with torch.inference_mode():
+            features = x
+            for k in range(runner.num_exits):
+                features = runner.model.run_stage(k, features)
+
+    def frozen() -> None:
+        with torch.inference_mode():
+            features = x
+            for stage in traced:
+                features = stage(features)
+
+    stop = threading.Event()
+
+    def hog_the_gil() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(200))
+
+    print(f"switch interval {args.switch_interval * 1e3:g} ms")
+    print("eager  quiet", percentiles(eager, args.runs))
+    print("traced quiet", percentiles(frozen, args.runs))
+    hog = threading.Thread(target=hog_the_gil)
+    hog.start()
+    try:
+        print("eager  busy ", percentiles(eager, args.runs))
+        print("traced busy ", percentiles(frozen, args.runs))
+    finally:
+        stop.set()
+        hog.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The model in a child process, one pipe round trip per call (copy in, each stage, the exit head), at
+batch 1: quiet, and with a thread in the parent that keeps the GIL busy. docs/performance.md quotes
+its output (why the inference did not move to its own process on the 2-core VM).
+
+    python scripts/experiments/stages_in_a_process.py
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import sys
+import threading
+import time
+
+import torch
+
+
+def child(conn: multiprocessing.connection.Connection) -> None:
+    from models.checkpoint import load_checkpoint
+    from models.pretrained import default_checkpoint
+    from service.runner import ModelRunner
+
+    torch.set_num_threads(1)
+    runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")
+    features = None
+    while True:
+        command, argument = conn.recv()
+        if command == "batch":
+            pixels = torch.frombuffer(bytearray(argument), dtype=torch.float32).view(*runner.input_size)
+            features = runner.batch([pixels])
+            conn.send(None)
+        elif command == "stage":
+            features = runner.stage(argument, features)
+            conn.send(None)
+        elif command == "exit":
+            conn.send_bytes(runner.read_exit(argument, features)[0].numpy().tobytes())
+        else:
+            return
+
+
+def main() -> None:
+    sys.setswitchinterval(0.0001)
+    context = multiprocessing.get_context("spawn")
+    parent, other = context.Pipe()
+    process = context.Process(target=child, args=(other,), daemon=True)
+    process.start()
+    pixels = torch.randn(3, 32, 32).numpy().tobytes()
+
+    def once() -> None:
+        parent.send(("batch", pixels))
+        parent.recv()
+        for k in range(5):
+            parent.send(("stage", k))
+            parent.recv()
+        parent.send(("exit", 4))
+        parent.recv_bytes()
+
+    def timed(count: int = 300) -> str:
+        for _ in range(20):
+            once()
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            once()
+            times.append(1e3 * (time.perf_counter() - start))
+        times.sort()
+        return f"p50 {times[count // 2]:.2f} p95 {times[int(count * 0.95)]:.2f} p99 {times[int(count * 0.99)]:.2f} ms"
+
+    stop = threading.Event()
+
+    def hog_the_gil() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(200))
+
+    print("process quiet", timed())
+    hog = threading.Thread(target=hog_the_gil)
+    hog.start()
+    try:
+        print("process busy ", timed())
+    finally:
+        stop.set()
+        hog.join()
+        parent.send(("stop", None))
+
+
+if __name__ == "__main__":
+    main()
