@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,7 +23,11 @@ QUEUE_LIMIT, MAX_BATCH = 4, 2
 SATURATION_CLIENTS = QUEUE_LIMIT + MAX_BATCH  # what the server can hold at once
 OVERLOAD_CLIENTS = 64
 MEASURE_S, OVERLOAD_S = 2.0, 3.0
-MIN_OVERLOAD_FACTOR = 3.0  # offered rate ÷ saturation rate
+# offered rate ÷ saturation rate. 2×, the benchmark issue's own overload point; it was 3× while every
+# refusal came before the body was read. Budget-aware refusals (503 overloaded) need the form parsed, so
+# a refusal costs more and 64 closed-loop clients offer 2.1–3.5× here; that the server really was
+# overloaded is also checked directly: it refused at least as many requests as it answered.
+MIN_OVERLOAD_FACTOR = 2.0
 RSS_GROWTH_LIMIT = 150 * 1024**2
 # answered requests in budget or from exit 0 (the floor). Not 100 %: the flood of refusals shares the
 # server's CPU and GIL with the inference thread, which the latency profile learns only as it goes
@@ -120,8 +125,10 @@ def test_overload_sheds_with_503_and_recovers(server: ServerProcess) -> None:
         f"/healthz max {max(health) * 1e3:.0f} ms over {len(health)}; "
         f"RSS {rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} MiB, peak +{(peak_after - peak_before) / 2**20:.0f}"
     )
+    summary += f"; shed as {dict(Counter(r.body.get('error') for r in shed))}"
     print(summary)
     assert offered_rate >= MIN_OVERLOAD_FACTOR * saturation_rate, summary
+    assert len(shed) >= len(accepted), summary  # overloaded, and handled by refusing rather than queueing
     assert {r.status for r in results} <= {200, 503}, [r.body for r in results if r.status not in (200, 503)]
     assert shed and accepted, summary
     assert all(r.body["error"] in ("queue_full", "overloaded") and int(r.retry_after or 0) >= 1 for r in shed)
