@@ -50,12 +50,15 @@ def _wait_until(url: str, process: subprocess.Popen, log: Path, timeout: float) 
     pytest.fail(f"{url} not ready after {timeout:.0f} s:\n{_tail(log)}")
 
 
-# as the image would run it, on CPU and with a short calibration (this machine has 2 shared cores)
+# as the image would run it, on CPU and with a short calibration (this machine has 2 shared cores). Budgets
+# below exit 0 are answered late rather than refused (422), so that the miss and slack panels and the miss
+# alert get late answers to show whatever the timing; refusals are counted under the same metric
 SERVER_ENV = {
     "ELASTIC_DEVICE": "cpu",
     "ELASTIC_TORCH_THREADS": "1",
     "ELASTIC_WARMUP_RUNS": "1",
     "ELASTIC_CALIBRATION_RUNS": "5",
+    "ELASTIC_REJECT_UNMEETABLE": "false",
 }
 
 
