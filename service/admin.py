@@ -15,8 +15,8 @@ import anyio
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import ClientDisconnect
 
+from service.bodies import read_limited
 from service.errors import ApiError, field_errors, summary
 from service.reload import ReloadError, reload_checkpoint
 from service.schemas import ErrorResponse
@@ -73,17 +73,9 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 
 
 async def _read_json(request: Request) -> Any:
-    chunks, total = [], 0
+    body = await read_limited(request, MAX_ADMIN_BODY)
     try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > MAX_ADMIN_BODY:
-                raise ApiError(413, "body_too_large", f"the body exceeds the limit of {MAX_ADMIN_BODY} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "client_disconnected", "the client went away while sending the body") from None
-    try:
-        return json.loads(b"".join(chunks))
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {err}") from None
 

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect
 
+from service.bodies import read_limited
 from service.engine import (
     Arrival,
     BacklogError,
@@ -100,17 +100,7 @@ def _check_content_length(request: Request, limit: int) -> None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it grows past `limit` rather than after buffering it all."""
-    chunks, total = [], 0
-    try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "client_disconnected", "the client went away while sending the body") from None
-    body = b"".join(chunks)
+    body = await read_limited(request, limit)
     if not body:
         raise ApiError(400, "empty_body", "the request body is empty; send an image (multipart or JSON)")
     return body

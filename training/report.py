@@ -23,12 +23,7 @@ def plot_anytime_curve(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_comparison(
@@ -47,6 +42,10 @@ def plot_comparison(
         ax.legend(loc="best", fontsize=8)
     axes[0][0].set_ylabel("top-1 accuracy (%)")
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ import multiprocessing
 import multiprocessing.connection
 import sys
 import threading
-import time
 
 import torch
+from gil_contention import percentiles  # this folder is on sys.path when run as a script
 
 
 def child(conn: multiprocessing.connection.Connection) -> None:
@@ -56,28 +56,17 @@ def main() -> None:
         parent.send(("exit", 4))
         parent.recv_bytes()
 
-    def timed(count: int = 300) -> str:
-        for _ in range(20):
-            once()
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            once()
-            times.append(1e3 * (time.perf_counter() - start))
-        times.sort()
-        return f"p50 {times[count // 2]:.2f} p95 {times[int(count * 0.95)]:.2f} p99 {times[int(count * 0.99)]:.2f} ms"
-
     stop = threading.Event()
 
     def hog_the_gil() -> None:
         while not stop.is_set():
             sum(i * i for i in range(200))
 
-    print("process quiet", timed())
+    print("process quiet", percentiles(once, 300))
     hog = threading.Thread(target=hog_the_gil)
     hog.start()
     try:
-        print("process busy ", timed())
+        print("process busy ", percentiles(once, 300))
     finally:
         stop.set()
         hog.join()
