@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import re
+import socket
 from pathlib import Path
 
 import torch
@@ -81,3 +82,15 @@ async def exchange(
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return int(status_line.split()[1]), headers, body
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of one response read from a raw socket (the server answers with a JSON body)."""
+    reply = b""
+    while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])

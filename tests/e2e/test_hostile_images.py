@@ -11,30 +11,20 @@ import io
 import json
 import select
 import socket
-import struct
 import zipfile
-import zlib
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 from e2e_server import ServerProcess, serve
+from image_builders import png_claiming
 from PIL import Image
-from reliability_helpers import encode, rss_bytes
+from reliability_helpers import encode, read_response, rss_bytes
 
 MAX_IMAGE_BYTES = 256 * 1024
 BODY_LIMIT = MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024  # Settings.max_body_bytes
 RSS_GROWTH_LIMIT = 200 * 1024**2  # the hostile batches may not grow the server's memory, now or at peak, by more
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def animated(fmt: str) -> bytes:
@@ -179,17 +169,6 @@ def raw_request(server: ServerProcess, head: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(head.encode())
     return sock
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict]:
-    reply = b""
-    while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
-    status_line, _, rest = reply.partition(b"\r\n")
-    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
 
 
 def test_declared_multipart_body_over_the_limit_is_refused_from_the_headers(server: ServerProcess) -> None:

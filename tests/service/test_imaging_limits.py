@@ -4,30 +4,18 @@ EXIF orientation (pixels, not only sizes). The HTTP side is tests/e2e/test_hosti
 from __future__ import annotations
 
 import io
-import struct
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
 import torch
+from image_builders import png_claiming
 from PIL import Image
 
 from models.transforms import eval_transform
 from service.imaging import MAX_ASPECT, ImageError, decode_image
 
 LIMIT = 40_000_000
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose IHDR (valid CRC) claims width × height, followed by a few bytes of data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
