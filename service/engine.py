@@ -117,6 +117,11 @@ class EngineConfig:
     reject_unmeetable: bool = False
     warmup_runs: int = 3
     calibration_runs: int = 20
+    # Idle this long, the inference thread times one batch-1 pass into the profile, exit by exit, and stops
+    # as soon as work arrives (a request waits at most one stage for it). Without it, a profile inflated
+    # by a stall during calibration could refuse every tight budget for good: refused requests never run,
+    # so they never correct it. None: off.
+    idle_refresh_s: float | None = None
     # The event loop and the inference thread share the GIL. A thread waiting for it gets it only when
     # the holder blocks or after Python's switch interval (5 ms by default): torch ops release the GIL,
     # but the holder usually takes it back before the waiter wakes. Measured here: submits, answers
@@ -355,7 +360,12 @@ class Engine:
                 self._apply_swap()
                 if self._closed:
                     return None
-                self._sleep(None)
+                if not self._sleep(self.config.idle_refresh_s):  # idle that long: keep the profile current
+                    self._lock.release()
+                    try:
+                        self._refresh_profile()
+                    finally:
+                        self._lock.acquire()
             self._apply_swap()
             cfg, profile = self.config, self.profile
             window_end = self.clock() + cfg.max_wait_s
@@ -376,6 +386,14 @@ class Engine:
             depth = len(self._heap)
         self._observe("queued", depth)
         return batch
+
+    def _refresh_profile(self) -> None:
+        """Inference thread, lock not held, idle: one batch-1 pass into the profile, stopping between exits
+        as soon as a request is queued (or a reload or shutdown is pending)."""
+        for k, (stage_s, head_s) in enumerate(self.runner.time_steps(1)):
+            self.profile.observe(k, 1, stage_s, head_s)
+            if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough here
+                return
 
     def _sleep(self, timeout: float | None) -> bool:
         """Inference thread, lock held: sleep until woken (True) or `timeout` passes (False), lock held again."""

@@ -26,6 +26,7 @@ import copy
 import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -223,16 +224,18 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @torch.inference_mode()
     def time_pass(self, batch_size: int) -> list[tuple[float, float]]:
         """One pass on random input that reads every exit; (stage seconds, head seconds) per exit (calibration)."""
+        return list(self.time_steps(batch_size))
+
+    @torch.inference_mode()
+    def time_steps(self, batch_size: int) -> Iterator[tuple[float, float]]:
+        """`time_pass` one exit at a time, so that a caller can stop between exits (the engine's idle refresh)."""
         features = self.batch(list(torch.randn(batch_size, *self.input_size)))
         self._sync()
-        times = []
         for k in range(self.num_exits):
             start = time.perf_counter()
             features = self.stage(k, features)
             middle = time.perf_counter()
             self.read_exit(k, features)
-            times.append((middle - start, time.perf_counter() - middle))
-        return times
+            yield middle - start, time.perf_counter() - middle

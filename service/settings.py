@@ -63,6 +63,14 @@ class Settings(BaseModel):
     # p95, 8 ms budgets at half of saturation were met 97.6% of the time, with p99 99.4% (same run, same machine)
     profile_quantile: Literal["p50", "p95", "p99"] = "p99"
     profile_window: int = Field(256, ge=8, le=100_000, description="observed stage times kept per exit × bucket")
+    idle_refresh_ms: float = Field(
+        250.0,
+        ge=0,
+        le=3_600_000,
+        allow_inf_nan=False,
+        description="idle this long, time one batch-1 pass into the latency profile (stops when a request "
+        "arrives); 0: never",
+    )
     warmup_runs: int = Field(3, ge=0, le=1000)
     calibration_runs: int = Field(20, ge=1, le=10_000)
 

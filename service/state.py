@@ -109,6 +109,7 @@ def build_service(settings: Settings) -> ServiceState:
         reject_unmeetable=settings.reject_unmeetable,
         warmup_runs=settings.warmup_runs,
         calibration_runs=settings.calibration_runs,
+        idle_refresh_s=settings.idle_refresh_ms / 1e3 or None,  # 0: off
     )
     engine = Engine(runner, profile, config, observer=metrics)
     service = ServiceState(

@@ -442,3 +442,34 @@ def test_start_shortens_the_gil_switch_interval(checkpoint: Checkpoint) -> None:
         engine.stop(5.0)
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_an_idle_engine_replaces_an_inflated_profile_and_still_serves(checkpoint: Checkpoint) -> None:
+    # a calibration that met a stall: exit 0 predicted at 10 s, so every tight budget would be refused
+    runner = ModelRunner(checkpoint, torch.device("cpu"))
+    profile = LatencyProfile(runner.num_exits, [1, 2, 4, 8], window=8)
+    for k in range(runner.num_exits):
+        for b in (1, 2, 4, 8):
+            profile.observe(k, b, 10.0, 0.0)
+    engine = Engine(runner, profile, EngineConfig(max_wait_s=0.0, reject_unmeetable=True, idle_refresh_s=0.01))
+    tight = Budget(deadline=engine.clock() + 1.0)
+    assert not engine.can_meet(tight)
+
+    async def main() -> Answer:
+        engine.start(calibrate_first=False)
+        deadline = time.monotonic() + 20
+        while profile.predict(0, 1, "p99") > 1.0:  # idle passes push the stalled samples out of the window
+            assert time.monotonic() < deadline, "the idle refresh never replaced the inflated profile"
+            await asyncio.sleep(0.02)
+        job = Job(torch.rand(3, 32, 32), Budget(deadline=engine.clock() + 1.0), engine.clock(), loop_future())
+        engine.submit(job)  # admitted now; a refresh pass in progress gives way to it
+        answer = await asyncio.wait_for(job.future, 10)
+        await asyncio.to_thread(engine.stop, 5.0)
+        return answer
+
+    def loop_future() -> asyncio.Future:
+        return asyncio.get_running_loop().create_future()
+
+    answer = asyncio.run(main())
+    assert answer.budget_met and answer.exit_index == runner.num_exits - 1
+    assert profile.predict(runner.num_exits - 1, 2, "p99") == 10.0  # only batch 1 is refreshed
