@@ -95,10 +95,11 @@ def test_generous_budget_reaches_the_final_exit(client: httpx.Client, model: dic
 
 
 def test_budget_below_full_depth_answers_earlier_within_budget(client: httpx.Client, model: dict) -> None:
-    # measure this machine now: server-side latency to exit 0 and to the final exit (medians of 3)
+    # measure this machine now: server-side latency to exit 0 and to the final exit. Medians of 9: on a GPU
+    # the stages after exit 0 add only about 0.4 ms to about 2 ms, and medians of 3 once came out reversed
     to_first = median(answer(classify_multipart(client, budget_mflops=model["exits"][0]["anytime_mflops"]))
-                      ["latency_ms"] for _ in range(3))  # fmt: skip
-    to_last = median(answer(classify_multipart(client))["latency_ms"] for _ in range(3))
+                      ["latency_ms"] for _ in range(9))  # fmt: skip
+    to_last = median(answer(classify_multipart(client))["latency_ms"] for _ in range(9))
     budget = round((to_first + to_last) / 2, 3)  # below full depth, well above what exit 0 needs
     assert budget < to_last
     tries = []
