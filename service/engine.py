@@ -241,23 +241,23 @@ class Engine:
     def _admit(self, budget: Budget, received: float) -> None:
         """Lock held: refuse a request whose exit 0 cannot answer before its deadline, even at best.
 
-        DeadlineUnmeetableError when the budget itself is smaller than exit 0 needs (started the moment
-        it was received); BacklogError when it would have fitted but no longer does: time already spent
-        reading it, or the requests queued ahead of it (EDF: earlier deadlines), each counted at exit 0
-        only, in batches of max_batch_size, as if the batch running now ended at once. Refusing on
-        arrival costs the client a retry; admitting it would cost its own late answer and the compute
-        that the requests behind it need.
+        DeadlineUnmeetableError when the budget itself is smaller than exit 0 typically needs (its median,
+        started the moment the request was received): no retry will help. BacklogError when it would
+        fit a typical exit 0 but not now: the tail of exit 0 (the profile's quantile, p99), the time
+        already spent reading it, or the requests queued ahead of it (EDF: earlier deadlines), each
+        counted at exit 0 only, in batches of max_batch_size, as if the batch running now ended at
+        once. Refusing on arrival costs the client a retry; admitting it would cost its own late answer
+        and the compute that the requests behind it need.
 
-        Exit 0 is predicted at the profile's quantile (p95) and without the margin that deeper exits
-        keep: only a request predicted to be late is refused, not one that merely might be.
+        No margin here (deeper exits keep one): only a request predicted to be late is refused.
         """
         deadline = budget.deadline
         if deadline is None:
             return
         now, quantile = self.clock(), self.config.quantile
-        alone = self.profile.predict(0, 1, quantile)
-        if received + alone > deadline:
-            raise DeadlineUnmeetableError(f"even the first exit needs about {1e3 * alone:.2f} ms")
+        typical = self.profile.predict(0, 1, "p50")
+        if received + typical > deadline:
+            raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
         size = self.config.max_batch_size
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
         full, rest = divmod(ahead, size)

@@ -473,3 +473,15 @@ def test_an_idle_engine_replaces_an_inflated_profile_and_still_serves(checkpoint
     answer = asyncio.run(main())
     assert answer.budget_met and answer.exit_index == runner.num_exits - 1
     assert profile.predict(runner.num_exits - 1, 2, "p99") == 10.0  # only batch 1 is refreshed
+
+
+def test_a_budget_between_the_typical_and_the_tail_exit_0_is_overload_not_too_small(checkpoint: Checkpoint) -> None:
+    engine, clock, _ = make_engine(checkpoint, reject_unmeetable=True)
+    profile = LatencyProfile(engine.runner.num_exits, [1, 2, 4, 8], window=100)
+    for i in range(100):  # exit 0 at batch 1: typically 1 ms, its slowest 5 % at 10 ms (a loaded machine)
+        profile.observe(0, 1, 0.010 if i % 20 == 0 else 0.001, 0.0)
+    engine.profile = profile
+    assert type(submit_now(engine, Budget(deadline=clock.now + 0.0005))) is DeadlineUnmeetableError  # below 1 ms
+    refused = submit_now(engine, Budget(deadline=clock.now + 0.005))  # fits a typical exit 0, not its tail
+    assert isinstance(refused, BacklogError)  # 503 with Retry-After: it may well fit later
+    assert submit_now(engine, Budget(deadline=clock.now + 0.011)) is None
