@@ -126,7 +126,7 @@ def measure(
         correct = exit_correctness(checkpoint, accuracy_samples)
         latency = exit_latency(checkpoint, timing_samples, batch_size)
         decode = decode_latency(checkpoint, timing_samples)
-        runner = ModelRunner(load_checkpoint(checkpoint_dir), model_device(checkpoint), precision="auto")
+        runner = ModelRunner(checkpoint, model_device(checkpoint), precision="auto")  # folds a copy
         serving = serving_bound.measure(runner, accuracy_samples, timing_samples, batch_size)
     finally:
         torch.set_num_threads(previous)

@@ -179,9 +179,14 @@ class Engine:
         return self.profile.predict(0, batch_size, self.config.quantile)
 
     def can_meet(self, budget: Budget, now: float | None = None) -> bool:
-        """Whether exit 0 could still answer in time if the request started now."""
-        now = self.clock() if now is None else now
-        return first_exit_fits(budget, now, self.predicted_first_s(), self.config.margin_s)
+        """Whether admission would take a request with `budget` received `now` (default: now), whether
+        or not reject_unmeetable is on: the same rule as `admit`, not a second one."""
+        with self._lock:
+            try:
+                self._admit(budget, self.clock() if now is None else now)
+            except DeadlineUnmeetableError:
+                return False
+        return True
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[Arrival]:

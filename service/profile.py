@@ -103,10 +103,7 @@ class LatencyProfile:
         """An empty bucket borrows the nearest measured one, scaled by batch size when that is larger."""
         target, q = self.bucket(batch_size), QUANTILES[quantile]
         with self._lock:
-            ordered = self._sorted[(part, exit_index, target)]
-            if ordered:
-                return _quantile(ordered, predictable_quantile(q, len(ordered)))
-            for b in sorted(self.buckets, key=lambda b: abs(b - target)):
+            for b in sorted(self.buckets, key=lambda b: abs(b - target)):  # the target itself first
                 ordered = self._sorted[(part, exit_index, b)]
                 if ordered:
                     return _quantile(ordered, predictable_quantile(q, len(ordered))) * max(1.0, target / b)

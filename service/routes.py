@@ -255,10 +255,8 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
     )
     try:
         engine.admit(budget, received)  # before decoding: under overload a refusal must stay cheap
-    except BacklogError as err:
-        raise _overloaded(budget_ms, err, retry) from None
-    except DeadlineUnmeetableError as err:
-        raise _unmeetable(budget_ms, err) from None
+    except DeadlineUnmeetableError as err:  # BacklogError included
+        raise _refusal(budget_ms, err, retry) from None
     try:
         pixels = header_pixels(data)
         if pixels is not None and pixels <= INLINE_DECODE_PIXELS:
@@ -277,10 +275,8 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
         raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected") from None
     except UnavailableError as err:
         raise ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected") from None
-    except BacklogError as err:
-        raise _overloaded(budget_ms, err, retry) from None
-    except DeadlineUnmeetableError as err:
-        raise _unmeetable(budget_ms, err) from None
+    except DeadlineUnmeetableError as err:  # BacklogError included
+        raise _refusal(budget_ms, err, retry) from None
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
 
@@ -306,16 +302,15 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
     )
 
 
-def _overloaded(budget_ms: float | None, err: BacklogError, retry: dict[str, str]) -> ApiError:
-    """The budget would fit an idle server: come back later, or go elsewhere (a balancer may retry)."""
+def _refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[str, str]) -> ApiError:
+    """Admission refused the budget. Overload (BacklogError): 503 with Retry-After, it would fit a less
+    busy server or another replica. Otherwise 422, not a 5xx: the budget asks for less than this
+    server's first exit typically takes; the client can fix that (a larger budget, or none), a retry
+    cannot."""
     budget = "the budget" if budget_ms is None else f"budget_ms={budget_ms:g}"
-    return ApiError(503, "overloaded", f"the server is too busy for {budget}: {err}", headers=retry, outcome="rejected")
-
-
-def _unmeetable(budget_ms: float | None, err: DeadlineUnmeetableError) -> ApiError:
-    """A 4xx, not a 5xx: the budget asks for less than this server's first exit takes even when idle;
-    the client can fix that (a larger budget, or no budget), a retry cannot."""
-    budget = "the budget" if budget_ms is None else f"budget_ms={budget_ms:g}"
+    if isinstance(err, BacklogError):
+        detail = f"the server is too busy for {budget}: {err}"
+        return ApiError(503, "overloaded", detail, headers=retry, outcome="rejected")
     return ApiError(422, "budget_too_small", f"{budget} cannot be met on this server: {err}", outcome="rejected")
 
 

@@ -80,7 +80,7 @@ class ServiceState:
 def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[ModelRunner, LatencyProfile]:
     """Load and validate a checkpoint (models.checkpoint: never unpickles) with an empty latency profile."""
     started = time.perf_counter()
-    checkpoint = load_checkpoint(path, device)
+    checkpoint = load_checkpoint(path)  # on the CPU: the runner folds a CPU copy, then moves it to `device`
     runner = ModelRunner(checkpoint, device, precision=settings.precision)
     log.info(
         "loaded %s (%d exits) from %s on %s (%s) in %.2fs",
