@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-wait-ms", type=float, help="batching wait in ms (default 2)")
     parser.add_argument("--queue-limit", type=int, help="waiting requests before 503 (default 256)")
     parser.add_argument("--default-budget-ms", type=float, help="budget when a request gives none (default: none)")
-    parser.add_argument("--response-margin-ms", type=float, help="time kept for sending the answer (default 1)")
+    parser.add_argument("--response-margin-ms", type=float, help="time kept free before a deadline (default 0.5)")
     parser.add_argument("--max-image-bytes", type=int, help="largest image file (default 10 MiB)")
     parser.add_argument("--max-image-pixels", type=int, help="largest image in pixels (default 40M)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")

@@ -15,7 +15,8 @@ PER_CLASS=${PER_CLASS:-50}
 # not on the GPU image (KINDS.md's package list), or needed at a newer version than it may hold (anyio:
 # fastapi needs >= 4.1; typing-extensions: pydantic needs >= 4.16; the image's versions are unknown)
 PACKAGES=(fastapi starlette pydantic pydantic-core annotated-types annotated-doc typing-inspection typing-extensions
-    uvicorn httptools python-multipart opentelemetry-api anyio)
+    uvicorn httptools python-multipart opentelemetry-api anyio
+    litserve pyzmq)  # the benchmark's peer server (scripts/gpu_bench.sh)
 
 mkdir -p .git/info
 for path in /.whl/ /.gpudata/; do

@@ -80,27 +80,11 @@ def _crop_aspect(image: Image.Image) -> Image.Image:
     return image
 
 
-def header_pixels(data: bytes) -> int | None:
-    """Width × height from the image header alone (nothing decoded), or None if the header is unreadable.
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read and check the header of `data` (format, size, pixel limit); nothing is decoded yet.
 
-    Cheap (tens of µs): callers use it to decode small images in place and hand big ones to a worker
-    thread. An unreadable header gets None, so the full decode reports the error.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-    except Exception:
-        return None
-    return width * height
-
-
-def decode_image(data: bytes, max_pixels: int, channels: int = 3, min_side: int = 0) -> Image.Image:
-    """Decode, check and convert `data` to an 'RGB' (or 'L' if `channels` is 1) image.
-
-    `min_side` lets large images be shrunk cheaply while decoding (JPEG draft mode, box reduce) as long
-    as the shorter side stays at least twice that, so the final antialiased resize keeps its quality.
+    Cheap (tens of µs): callers open on the event loop, decode small images in place and hand big ones
+    to a worker thread (`finish_image`), so the header is parsed once per request.
     """
     if not data:
         raise ImageError(400, "empty_image", "the image is empty (0 bytes)")
@@ -127,6 +111,20 @@ def decode_image(data: bytes, max_pixels: int, channels: int = 3, min_side: int 
     if width * height > max_pixels:
         pixels = width * height
         raise ImageError(413, "too_many_pixels", f"the image is {width}×{height} = {pixels} pixels; limit {max_pixels}")
+    return image
+
+
+def decode_image(data: bytes, max_pixels: int, channels: int = 3, min_side: int = 0) -> Image.Image:
+    """Decode, check and convert `data` to an 'RGB' (or 'L' if `channels` is 1) image."""
+    return finish_image(open_image(data, max_pixels), channels, min_side)
+
+
+def finish_image(image: Image.Image, channels: int = 3, min_side: int = 0) -> Image.Image:
+    """Decode an image from `open_image` and convert it to 'RGB' (or 'L' if `channels` is 1).
+
+    `min_side` lets large images be shrunk cheaply while decoding (JPEG draft mode, box reduce) as long
+    as the shorter side stays at least twice that, so the final antialiased resize keeps its quality.
+    """
     try:
         if min_side and image.format == "JPEG":
             image.draft(image.mode, (2 * min_side, 2 * min_side))

@@ -31,7 +31,7 @@ from service.engine import (
     UnavailableError,
 )
 from service.errors import ApiError, field_errors, summary
-from service.imaging import ImageError, header_pixels
+from service.imaging import ImageError
 from service.policy import Budget
 from service.schemas import (
     ClassifyJSON,
@@ -202,7 +202,8 @@ async def _parse_multipart(
     responses=_error_responses(400, 413, 415, 422, 503),
     openapi_extra=_openapi_body(),
 )
-async def classify(request: Request, service: Service) -> ClassifyResponse:
+async def classify(request: Request) -> ClassifyResponse:
+    service: ServiceState = request.app.state.service  # not `Service`: no dependency to solve on the hot path
     received = service.engine.clock()
     # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
     with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
@@ -258,11 +259,11 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
     except DeadlineUnmeetableError as err:  # BacklogError included
         raise _refusal(budget_ms, err, retry) from None
     try:
-        pixels = header_pixels(data)
-        if pixels is not None and pixels <= INLINE_DECODE_PIXELS:
-            tensor = service.prepare(data)
+        image = service.open(data)  # the header alone: format and pixel limits
+        if image.width * image.height <= INLINE_DECODE_PIXELS:
+            tensor = service.prepare(image)
         else:
-            tensor = await anyio.to_thread.run_sync(service.prepare, data, limiter=service.decode_limiter)
+            tensor = await anyio.to_thread.run_sync(service.prepare, image, limiter=service.decode_limiter)
     except ImageError as err:
         raise ApiError(err.status, err.code, err.message) from None
 

@@ -71,6 +71,11 @@ class Settings(BaseModel):
         description="idle this long, time one batch-1 pass into the latency profile (stops when a request "
         "arrives); 0: never",
     )
+    # the inference thread takes the GIL back after every torch op; while the event loop parses other
+    # requests it waits up to this long each time (dozens of ops per stage): see docs/performance.md
+    gil_switch_interval_ms: float = Field(
+        0.1, gt=0, le=100, allow_inf_nan=False, description="sys.setswitchinterval for the whole process"
+    )
     warmup_runs: int = Field(3, ge=0, le=1000)
     calibration_runs: int = Field(20, ge=1, le=10_000)
 

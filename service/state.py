@@ -18,7 +18,7 @@ from PIL import Image
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
 from service.engine import Engine, EngineConfig
-from service.imaging import decode_image
+from service.imaging import finish_image, open_image
 from service.metrics import Metrics
 from service.profile import LatencyProfile, batch_buckets
 from service.runner import ModelRunner, resolve_device
@@ -62,19 +62,21 @@ class ServiceState:
         self.metrics.safely(self.metrics.model_info.clear)  # one elastic_model_info series: the current model
         self.metrics.set_model(self.model_name, path.name, str(runner.device), runner.num_exits)
 
-    def prepare(self, data: bytes) -> torch.Tensor:
-        """Image bytes → model input tensor. Blocking: run it in a worker thread."""
-        image = decode_image(
-            data, self.settings.max_image_pixels, channels=self.runner.channels, min_side=self.runner.min_side
-        )
-        return self.runner.preprocess(image)
+    def open(self, data: bytes) -> Image.Image:
+        """Image bytes → an opened image, its header checked against the limits (nothing decoded yet)."""
+        return open_image(data, self.settings.max_image_pixels)
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """An opened image → model input tensor. Blocking for large images: run those in a worker thread."""
+        runner = self.runner
+        return runner.preprocess(finish_image(image, channels=runner.channels, min_side=runner.min_side))
 
     def warm_decode(self) -> None:
         """Run decode + preprocess once per common format, so the first request skips lazy set-up."""
         for fmt in ("PNG", "JPEG"):
             buffer = io.BytesIO()
             Image.new("RGB", (64, 48), (128, 64, 32)).save(buffer, fmt)
-            self.prepare(buffer.getvalue())
+            self.prepare(self.open(buffer.getvalue()))
 
 
 def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[ModelRunner, LatencyProfile]:
@@ -110,6 +112,7 @@ def build_service(settings: Settings) -> ServiceState:
         warmup_runs=settings.warmup_runs,
         calibration_runs=settings.calibration_runs,
         idle_refresh_s=settings.idle_refresh_ms / 1e3 or None,  # 0: off
+        gil_switch_interval_s=settings.gil_switch_interval_ms / 1e3,
     )
     engine = Engine(runner, profile, config, observer=metrics)
     service = ServiceState(

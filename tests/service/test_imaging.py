@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import ImageError, decode_image, header_pixels
+from service.imaging import ImageError, decode_image, finish_image, open_image
 
 LIMIT = 40_000_000
 
@@ -118,10 +118,19 @@ def test_pixel_limit_stops_decompression_bombs() -> None:
         decode_image(encode(gradient(100, 100), "PNG"), max_pixels=5000)
 
 
-def test_header_pixels_reads_the_size_without_decoding() -> None:
-    assert header_pixels(encode(gradient(40, 30), "PNG")) == 1200
-    assert header_pixels(encode(gradient(64, 48), "JPEG")) == 64 * 48
-    # a truncated body still has its header: the size is known, the decode will report the damage
-    assert header_pixels(encode(gradient(40, 30), "PNG")[:60]) == 1200
-    assert header_pixels(b"not an image") is None
-    assert header_pixels(b"") is None
+def test_open_image_reads_the_header_without_decoding() -> None:
+    assert open_image(encode(gradient(40, 30), "PNG"), LIMIT).size == (40, 30)
+    assert open_image(encode(gradient(64, 48), "JPEG"), LIMIT).size == (64, 48)
+    # a truncated body still has its header: the size is known, the decode reports the damage
+    truncated = open_image(encode(gradient(40, 30), "PNG")[:60], LIMIT)
+    assert truncated.size == (40, 30)
+    with pytest.raises(ImageError) as info:
+        finish_image(truncated)
+    assert info.value.code == "bad_image"
+    # the header alone is enough to refuse: no pixels are decoded for a bomb or a foreign format
+    with pytest.raises(ImageError) as info:
+        open_image(encode(gradient(100, 100), "PNG"), max_pixels=5000)
+    assert info.value.status == 413
+    with pytest.raises(ImageError) as info:
+        open_image(b"not an image", LIMIT)
+    assert info.value.code == "not_an_image"
