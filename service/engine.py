@@ -148,6 +148,9 @@ class Engine:
         self._seq = itertools.count()
         self._closed = False
         self._arriving = 0  # requests announced by `arriving()` and not yet submitted
+        # when the stage the inference thread runs now is predicted to end (0: none running); written by
+        # that thread alone, read by admission: a request arriving mid-stage waits for the rest of it
+        self._busy_until = 0.0
         self._channels: dict[asyncio.AbstractEventLoop, LoopChannel] = {}  # where answers go, per event loop
         self._unwoken: set[LoopChannel] = set()  # inference thread: answers posted, loop not woken yet
         self._thread: threading.Thread | None = None
@@ -250,8 +253,9 @@ class Engine:
         started the moment the request was received): no retry will help. BacklogError when it would
         fit a typical exit 0 but not now: the tail of exit 0 (the profile's quantile, p99), the time
         already spent reading it, or the requests queued ahead of it (EDF: earlier deadlines), each
-        counted at exit 0 only, in batches of max_batch_size, as if the batch running now ended at
-        once. Refusing on arrival costs the client a retry; admitting it would cost its own late answer
+        counted at exit 0 only, in batches of max_batch_size, after the stage running now (its predicted
+        end): a running batch goes no deeper than the queue allows (`queue_allows`), but a stage is not
+        interrupted. Refusing on arrival costs the client a retry; admitting it would cost its own late answer
         and the compute that the requests behind it need.
 
         No margin here (deeper exits keep one): only a request predicted to be late is refused.
@@ -267,10 +271,12 @@ class Engine:
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
         full, rest = divmod(ahead, size)
         backlog = full * self.profile.predict(0, size, quantile) if full else 0.0
-        if now + backlog + self.profile.predict(0, rest + 1, quantile) > deadline:
+        running = max(0.0, self._busy_until - now)  # the stage running now ends before anything else starts
+        if now + running + backlog + self.profile.predict(0, rest + 1, quantile) > deadline:
             raise BacklogError(
-                f"{1e3 * (now - received):.1f} ms have passed since it arrived, and {ahead} requests are queued "
-                f"ahead of it, whose first exits alone take {1e3 * backlog:.1f} ms"
+                f"{1e3 * (now - received):.1f} ms have passed since it arrived, the stage running now needs "
+                f"{1e3 * running:.1f} ms more, and {ahead} requests are queued ahead of it, whose first exits "
+                f"alone take {1e3 * backlog:.1f} ms"
             )
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -395,10 +401,17 @@ class Engine:
     def _refresh_profile(self) -> None:
         """Inference thread, lock not held, idle: one batch-1 pass into the profile, stopping between exits
         as soon as a request is queued (or a reload or shutdown is pending)."""
-        for k, (stage_s, head_s) in enumerate(self.runner.time_steps(1)):
-            self.profile.observe(k, 1, stage_s, head_s)
-            if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough here
-                return
+        steps = self.runner.time_steps(1)
+        try:
+            for k in range(self.runner.num_exits):
+                self._step_starts(k, 1)
+                stage_s, head_s = next(steps)
+                self.profile.observe(k, 1, stage_s, head_s)
+                if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough here
+                    return
+        finally:
+            steps.close()
+            self._busy_until = 0.0
 
     def _sleep(self, timeout: float | None) -> bool:
         """Inference thread, lock held: sleep until woken (True) or `timeout` passes (False), lock held again."""
@@ -428,9 +441,11 @@ class Engine:
         self._observe("batch", len(batch))
         active = batch
         try:
-            features = runner.batch([job.tensor for job in active])
+            t0 = self._step_starts(0, len(active))
+            features = runner.batch([job.tensor for job in active])  # timed with stage 0, as calibrated
             for k in range(runner.num_exits):
-                t0 = self.clock()
+                if k:
+                    t0 = self._step_starts(k, len(active))
                 features = runner.stage(k, features)
                 now = self.clock()
                 profile.observe(k, len(active), now - t0)
@@ -447,6 +462,15 @@ class Engine:
             self._wake_loops()
             for job in active:
                 self._settle(job.future, error=InferenceError(f"inference failed: {err}"))
+        finally:
+            self._busy_until = 0.0
+
+    def _step_starts(self, k: int, batch_size: int) -> float:
+        """Inference thread: stage k (and head k) starts now for `batch_size` rows; admission counts the
+        rest of it as time that a request arriving meanwhile waits anyway. Returns the start time."""
+        now = self.clock()
+        self._busy_until = now + self.profile.predict(k, batch_size, self.config.quantile)
+        return now
 
     def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
         """Exit k after its stage ran: read the head for the requests that may stop here, answer those

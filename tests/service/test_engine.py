@@ -485,3 +485,36 @@ def test_a_budget_between_the_typical_and_the_tail_exit_0_is_overload_not_too_sm
     refused = submit_now(engine, Budget(deadline=clock.now + 0.005))  # fits a typical exit 0, not its tail
     assert isinstance(refused, BacklogError)  # 503 with Retry-After: it may well fit later
     assert submit_now(engine, Budget(deadline=clock.now + 0.011)) is None
+
+
+def test_a_request_arriving_mid_stage_waits_for_the_rest_of_it(checkpoint: Checkpoint) -> None:
+    # stages take 10 ms and are never interrupted: a request arriving as stage 1 starts can begin its exit 0
+    # (10 ms) only 10 ms later, so a 15 ms budget is overload then, a 25 ms one is not
+    engine, clock, runner = make_engine(checkpoint, reject_unmeetable=True)
+    seen = []
+    stage = runner.stage
+
+    def probing_stage(index, features):  # type: ignore[no-untyped-def]
+        if index == 1:
+            seen.append([engine.can_meet(Budget(deadline=clock.now + s)) for s in (0.015, 0.025)])
+        return stage(index, features)
+
+    runner.stage = probing_stage  # type: ignore[method-assign]
+    run(engine, [Budget()])
+    assert seen == [[False, True]]
+    assert engine.can_meet(Budget(deadline=clock.now + 0.015))  # idle again: exit 0 alone fits
+
+
+def test_stage_0_is_timed_with_the_batch_copy(checkpoint: Checkpoint) -> None:
+    # the copy of the inputs to the device precedes stage 0; calibration counts it there too
+    engine, clock, runner = make_engine(checkpoint)
+    batch = runner.batch
+
+    def slow_batch(tensors):  # type: ignore[no-untyped-def]
+        clock.now += 0.003
+        return batch(tensors)
+
+    runner.batch = slow_batch  # type: ignore[method-assign]
+    run(engine, [Budget()])
+    # exit 0 at batch 1: the calibrated 10 ms and this pass's 13 ms (no head read for it: 0 ms)
+    assert engine.profile.snapshot()[0]["1"]["p99_ms"] == pytest.approx(13.0)
