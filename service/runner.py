@@ -95,10 +95,11 @@ def _fold_sequential(sequence: nn.Sequential) -> None:
 
 def fold_batch_norms(model: ElasticNet, input_size: tuple[int, ...]) -> ElasticNet:
     """A CPU copy of `model` (in eval mode) with each batch norm that directly follows a convolution in an
-    `nn.Sequential` folded into it. No tracing (torch.fx patches nn.Module calls process-wide while it
-    traces, which broke models and transforms running in other threads during a hot reload): only
-    containers whose data flow is their order. The copy is checked against the original at every exit
-    on a random input of `input_size`; should they differ, the unfolded copy is served.
+    `nn.Sequential` folded into it, and dropout (the identity in eval mode) removed. No tracing (torch.fx
+    patches nn.Module calls process-wide while it traces, which broke models and transforms running in
+    other threads during a hot reload): only containers whose data flow is their order. The copy is
+    checked against the original at every exit on a random input of `input_size`; should they differ,
+    the unfolded copy is served.
 
     The fold and the check run on CPU copies, whatever device `model` is on (the caller moves the result):
     the random input lives on the CPU, and CUDA convolutions may use TF32, whose rounding the check's
@@ -108,6 +109,9 @@ def fold_batch_norms(model: ElasticNet, input_size: tuple[int, ...]) -> ElasticN
     for module in list(folded.modules()):
         if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             _fold_sequential(module)
+        for name, child in module._modules.items():
+            if isinstance(child, nn.Dropout):  # the identity in eval mode, yet one more torch call (GIL) per head
+                module._modules[name] = nn.Identity()
     with torch.no_grad():
         x = torch.rand(2, *input_size)
         for expected, result in zip(reference(x), folded(x), strict=True):
@@ -206,7 +210,10 @@ class ModelRunner:
         if rows is not None:
             features = self.select(features, rows)
         logits = self.model.run_exit(index, features)
-        probs = torch.softmax(logits.float(), dim=1).cpu()
+        # as few torch calls as possible: under load each one may wait for the GIL (docs/performance.md)
+        probs = torch.softmax(logits, dim=1, dtype=torch.float32)
+        if probs.device.type != "cpu":
+            probs = probs.cpu()
         confidence, class_id = probs.max(dim=1)
         return probs, confidence.tolist(), class_id.tolist()
 

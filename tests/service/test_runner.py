@@ -179,3 +179,17 @@ def test_folding_a_new_model_does_not_break_one_serving_in_another_thread(checkp
         thread.join()
         sys.setswitchinterval(interval)
     assert not errors, errors[0]
+
+
+def test_dropout_leaves_the_served_copy_and_the_outputs_stay() -> None:
+    # eval-mode dropout is the identity, yet one more torch call per head: the served copy has none
+    torch.manual_seed(0)
+    model = create_model("resnet9", num_classes=7, head="linear", dropout=0.3).eval()
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    served = fold_batch_norms(model, (3, 32, 32))
+    assert not any(isinstance(m, torch.nn.Dropout) for m in served.modules())
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.modules())  # the original is untouched
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        for expected, got in zip(model(x), served(x), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
