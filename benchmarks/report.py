@@ -342,8 +342,9 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
 
 ## How it is measured
 
-- The load generator (`benchmarks/loadgen.py`, async httpx) runs in its own process, apart from the
-  servers; bodies are encoded before each point starts. Closed loop: a fixed number of clients each
+- The load generator (`benchmarks/loadgen.py`: a minimal keep-alive HTTP/1.1 client on uvloop,
+  `benchmarks/http1.py`) runs in its own process, apart from the servers; each request is encoded
+  whole (multipart body and headers) before its point starts. Closed loop: a fixed number of clients each
   waiting for its answer. Open loop: Poisson arrivals at a fixed rate, whatever the answers do.
 - Every point stops at its request count or its time limit († after the count: stopped by time).
   Rejected = HTTP 503/429 (overloaded) or 422 `budget_too_small` (the budget is below exit 0 on this
@@ -356,4 +357,6 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
   answer's server-side latency against each budget after the fact.
 - LitServe runs the same checkpoint with the same decode, one inference worker with the same torch
   threads, unbatched and with the same max batch size and wait as Elastic.
+- Where the remaining time goes, what was tried and what was measured on other machines (16 cores,
+  an H200): [docs/performance.md](docs/performance.md), [docs/gpu.md](docs/gpu.md).
 """
