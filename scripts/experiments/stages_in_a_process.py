@@ -1,6 +1,7 @@
-"""The model in a child process, one pipe round trip per call (copy in, each stage, the exit head), at
-batch 1: quiet, and with a thread in the parent that keeps the GIL busy. docs/performance.md quotes
-its output (why the inference did not move to its own process on the 2-core VM).
+"""The model in a child process at batch 1, quiet and with a thread in the parent that keeps the GIL
+busy: one pipe round trip per call (copy in, each stage, the exit head), and one round trip for the
+whole pass; against the same work in a thread of the busy process itself (what the server does).
+docs/performance.md quotes its output.
 
     python scripts/experiments/stages_in_a_process.py
 """
@@ -35,6 +36,12 @@ def child(conn: multiprocessing.connection.Connection) -> None:
             conn.send(None)
         elif command == "exit":
             conn.send_bytes(runner.read_exit(argument, features)[0].numpy().tobytes())
+        elif command == "pass":  # the whole request: copy in, every stage, the final head
+            pixels = torch.frombuffer(bytearray(argument), dtype=torch.float32).view(*runner.input_size)
+            features = runner.batch([pixels])
+            for k in range(runner.num_exits):
+                features = runner.stage(k, features)
+            conn.send_bytes(runner.read_exit(runner.num_exits - 1, features)[0].numpy().tobytes())
         else:
             return
 
@@ -46,6 +53,24 @@ def main() -> None:
     process = context.Process(target=child, args=(other,), daemon=True)
     process.start()
     pixels = torch.randn(3, 32, 32).numpy().tobytes()
+
+    from models.checkpoint import load_checkpoint
+    from models.pretrained import default_checkpoint
+    from service.runner import ModelRunner
+
+    torch.set_num_threads(1)
+    runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")
+    tensor = torch.randn(3, 32, 32)
+
+    def in_thread() -> None:  # the server's way: the model in a thread of the process whose GIL is busy
+        features = runner.batch([tensor])
+        for k in range(runner.num_exits):
+            features = runner.stage(k, features)
+        runner.read_exit(runner.num_exits - 1, features)
+
+    def whole_pass() -> None:
+        parent.send(("pass", pixels))
+        parent.recv_bytes()
 
     def once() -> None:
         parent.send(("batch", pixels))
@@ -62,11 +87,14 @@ def main() -> None:
         while not stop.is_set():
             sum(i * i for i in range(200))
 
-    print("process quiet", percentiles(once, 300))
+    runs = {"thread, same process": in_thread, "process, per call": once, "process, per pass": whole_pass}
+    for name, run in runs.items():
+        print(f"{name:22s} quiet", percentiles(run, 300))
     hog = threading.Thread(target=hog_the_gil)
     hog.start()
     try:
-        print("process busy ", percentiles(once, 300))
+        for name, run in runs.items():
+            print(f"{name:22s} busy ", percentiles(run, 300))
     finally:
         stop.set()
         hog.join()

@@ -146,6 +146,9 @@ def test_deployment_requests_a_gpu_with_resources_and_probes() -> None:
     assert resources["limits"]["nvidia.com/gpu"] == 1
     assert resources["requests"]["nvidia.com/gpu"] == 1
     assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+    # Guaranteed QoS, whole CPUs: what the static CPU manager needs to give the pod cores of its own
+    assert all(resources["requests"][r] == resources["limits"][r] for r in ("cpu", "memory"))
+    assert str(resources["requests"]["cpu"]).isdigit()
     port_names = {port["name"] for port in container["ports"]}
     probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probes["startupProbe"]["path"] == "/healthz"
