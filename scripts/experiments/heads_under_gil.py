@@ -1,0 +1,58 @@
+"""How much a GIL-hungry thread slows the exit heads down: the five heads of the shipped checkpoint read
+one after the other (about ten torch calls each), quiet and with a thread that keeps the GIL busy, at a
+given switch interval. docs/performance.md quotes its output ("GIL hand-offs, counted").
+
+    for s in 0.0001 0.00005 0.00002 0.00001; do python scripts/experiments/heads_under_gil.py --switch-interval $s; done
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+import torch
+from gil_contention import percentiles  # this folder is on sys.path when run as a script
+
+from models.checkpoint import load_checkpoint
+from models.pretrained import default_checkpoint
+from service.runner import ModelRunner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--switch-interval", type=float, default=0.0001)
+    parser.add_argument("--runs", type=int, default=400)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    sys.setswitchinterval(args.switch_interval)
+    runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"))
+    with torch.inference_mode():
+        features = [runner.batch([torch.randn(*runner.input_size)])]
+        for k in range(runner.num_exits):
+            features.append(runner.stage(k, features[-1]))
+
+    def heads() -> None:
+        with torch.inference_mode():
+            for k in range(runner.num_exits):
+                runner.read_exit(k, features[k + 1])
+
+    stop = threading.Event()
+
+    def hog_the_gil() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(200))
+
+    print(f"switch interval {args.switch_interval * 1e3:g} ms")
+    print("heads quiet", percentiles(heads, args.runs))
+    hog = threading.Thread(target=hog_the_gil)
+    hog.start()
+    try:
+        print("heads busy ", percentiles(heads, args.runs))
+    finally:
+        stop.set()
+        hog.join()
+
+
+if __name__ == "__main__":
+    main()
