@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from benchmarks.dataset import Sample
 from benchmarks.http1 import Http1Pool, HttpError, Response, build_request
@@ -61,10 +61,11 @@ class LoadSpec:
     timeout_s: float = 10.0
     fields: dict[str, Any] = field(default_factory=dict)  # form fields, e.g. {"budget_ms": 20}
     seed: int = 0
+    raw: bool = False  # the image as the whole body to `<url>/raw`, the fields in the query string
 
     def describe(self) -> str:
         load = f"c={self.concurrency}" if self.mode == "closed" else f"rate={self.rate:.0f}/s"
-        return f"{self.mode} {load} {self.fields or 'no budget'}"
+        return f"{self.mode} {load} {self.fields or 'no budget'}" + (" raw" if self.raw else "")
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _parse(record: Record, response: Response) -> None:
 
 
 class LoadGenerator:
-    """Posts `samples` to `url` (multipart `image` + fields) according to a LoadSpec."""
+    """Posts `samples` to `url` (multipart `image` + fields, or raw bodies) according to a LoadSpec."""
 
     def __init__(self, url: str, samples: Sequence[Sample], max_connections: int = 256) -> None:
         check_loopback(url)
@@ -152,10 +153,13 @@ class LoadGenerator:
         if spec.mode not in ("closed", "open"):
             raise ValueError(f"mode must be 'closed' or 'open', got {spec.mode!r}")
         count = spec.requests
-        requests = [
-            build_request(self.url, multipart_body(s, spec.fields, boundary), content_type)
-            for s in self.samples[: min(count, len(self.samples))]
-        ]
+        samples = self.samples[: min(count, len(self.samples))]
+        if spec.raw:
+            url = f"{self.url.rstrip('/')}/raw" + (f"?{urlencode(spec.fields)}" if spec.fields else "")
+            requests = [build_request(url, s.data, s.content_type) for s in samples]
+        else:
+            bodies = [multipart_body(s, spec.fields, boundary) for s in samples]
+            requests = [build_request(self.url, body, content_type) for body in bodies]
         client = Http1Pool(self.url, self.max_connections)
         try:
             start = time.perf_counter()

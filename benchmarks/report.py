@@ -241,6 +241,10 @@ def _peers(results: dict[str, Any]) -> str:
             "Elastic, no budget (full depth)", ours.get("settings", {}), ours["full_depth_c1"], ours["saturation"]
         ),
     ]
+    if "full_depth_c1_raw" in ours:  # the same server, the image as the whole body: no multipart framing
+        raw = _peer_row("Elastic, raw image body (`/v1/classify/raw`)", ours.get("settings", {}),
+                        ours["full_depth_c1_raw"], {"throughput_rps": None, "client_ms": {"p50": None}})  # fmt: skip
+        rows.append(raw)
     for name, peer in results["peers"].items():
         label = "LitServe" + (" batched" if name.endswith("batched") else "")
         batching = {"max_batch_size": peer["max_batch_size"], "max_batch_wait_ms": peer["batch_wait_ms"]}

@@ -100,6 +100,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         info = httpx.get(server.base_url + "/v1/model", timeout=10).json()
         bench.warm(url)
         full_c1, full_c1_records = bench.point(url, requests=size.c1_requests)
+        full_c1_raw, _ = bench.point(url, requests=size.c1_requests, raw=True)  # /v1/classify/raw
         saturation, _ = bench.point(url, requests=size.saturation_requests, concurrency=size.saturation_concurrency)
         sweep = []
         for budget in size.budgets_ms:
@@ -120,6 +121,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         "settings": info.get("serving", {}),
         "full_depth_c1": full_c1,
         "full_depth_c1_records": full_c1_records,
+        "full_depth_c1_raw": full_c1_raw,
         "saturation": saturation,
         "budget_sweep_c1": sweep,
         "load_sweep": load_points,

@@ -33,6 +33,9 @@ def _latency(results: dict[str, Any]) -> dict[str, Any]:
     detail = f"client p50 {ours:.2f} ms vs in-process serving runner {inproc:.2f} ms" if ratio else "no answers"
     if ours and plain:
         detail += f" ({ours / plain:.2f}× the plain fp32 model's {plain:.2f} ms)"
+    raw = results["elastic"].get("full_depth_c1_raw", {}).get("client_ms", {}).get("p50")
+    if raw and inproc:
+        detail += f"; raw image body (/v1/classify/raw) {raw:.2f} ms = {raw / inproc:.2f}×"
     peer = results["peers"].get("litserve", {}).get("c1", {}).get("client_ms", {}).get("p50")
     if peer and plain:
         detail += f"; LitServe {peer / plain:.2f}× the plain fp32 model"

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--time-limit", type=float, default=30.0, help="seconds per point at most (30)")
     load.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (10)")
     load.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="extra form field")
+    load.add_argument(
+        "--raw", action="store_true", help="post each image as the body to URL/raw, fields as query parameters"
+    )
     load.add_argument("--json", type=Path, help="write the points (and per-request records) here")
     load.add_argument("--seed", type=int, default=0)
 
@@ -130,6 +133,7 @@ def run_load(args: argparse.Namespace) -> int:
                 timeout_s=args.timeout,
                 fields=fields,
                 seed=args.seed,
+                raw=args.raw,
             )
             run = run_point(args.url, samples, spec)
             points.append({**summarize_run(run), "records": records_to_json(run.records)})

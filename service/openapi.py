@@ -5,8 +5,8 @@ settings and from the loaded model. Schema-based fuzzing (tests/e2e/test_fuzz.py
 costs: requests that the schema called valid were refused with 422. So the published schema states
 the caps (`budget_ms` ≤ ELASTIC_MAX_BUDGET_MS, `budget_mflops` ≤ ELASTIC_MAX_BUDGET_MFLOPS,
 `top_k` ≤ number of classes), what base64 the `image` string may hold, and that multipart form
-fields are plain values (a form field cannot be null) with no others allowed. It is rebuilt when a
-reload changes the model.
+fields (and the query parameters of `/v1/classify/raw`) are plain values that cannot be null, with no
+others allowed. It is rebuilt when a reload changes the model.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def apply_limits(schema: dict[str, Any], limits: dict[str, float | None]) -> Non
             form["properties"][name] = _without_null(prop)
     form["additionalProperties"] = False
     body["properties"]["image"]["pattern"] = BASE64_PATTERN
+    raw = schema["paths"].get("/v1/classify/raw", {}).get("post")
+    if raw is not None:  # the same options as query parameters: plain values (never null), same caps
+        caps = {"budget_ms": "max_budget_ms", "budget_mflops": "max_budget_mflops", "top_k": "num_classes"}
+        for parameter in raw.get("parameters", []):
+            parameter["schema"] = _without_null(parameter["schema"])
+            if parameter["name"] in caps:
+                _cap(parameter["schema"], limits.get(caps[parameter["name"]]))
 
 
 def install_openapi(app: FastAPI, limits: Callable[[], tuple[object, dict[str, float | None]]]) -> None:

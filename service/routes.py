@@ -48,6 +48,10 @@ from service.state import ServiceState
 router = APIRouter()
 
 _FORM_FIELDS = ("budget_ms", "budget_mflops", "min_confidence", "top_k")
+# /v1/classify/raw: the body is the image itself, the options are query parameters
+RAW_MEDIA_TYPES = frozenset(
+    {"application/octet-stream", "image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff"}
+)
 INLINE_DECODE_PIXELS = 128 * 128  # images up to this size are decoded on the event loop
 _ASCII_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
@@ -81,6 +85,21 @@ def _openapi_body() -> dict[str, Any]:
                 "application/json": {"schema": ClassifyJSON.model_json_schema()},
             },
         }
+    }
+
+
+def _openapi_raw() -> dict[str, Any]:
+    # one media type in the schema (what a generic client or fuzzer knows how to send); the server also
+    # takes image/png, image/jpeg, image/webp, image/bmp, image/gif and image/tiff, as the description says
+    options = ClassifyOptions.model_json_schema()["properties"]
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in options.items()
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
     }
 
 
@@ -145,6 +164,20 @@ def _parse_json(body: bytes, context: dict[str, Any], max_bytes: int) -> tuple[b
     return _b64_image(parsed.image, max_bytes), options
 
 
+def _query_options(request: Request, context: dict[str, Any]) -> ClassifyOptions:
+    """The options of a raw request, from its query string, validated as strictly as form fields."""
+    fields: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in fields:
+            error = {"field": key, "message": "given more than once", "type": "duplicate"}
+            raise ApiError(422, "invalid_field", f"{key}: given more than once", errors=[error])
+        fields[key] = value.strip()
+    try:
+        return ClassifyOptions.model_validate(fields, context=context)
+    except ValidationError as err:
+        raise _validation_error(err) from None
+
+
 async def _body_stream(body: bytes) -> AsyncGenerator[bytes, None]:
     yield body
 
@@ -203,18 +236,96 @@ async def _parse_multipart(
     openapi_extra=_openapi_body(),
 )
 async def classify(request: Request) -> ClassifyResponse:
+    return await _serve(request, raw=False)
+
+
+@router.post(
+    "/v1/classify/raw",
+    response_model=ClassifyResponse,
+    summary="Classify an image sent as the raw request body, options in the query string",
+    description=(
+        "The body is the image file itself (`Content-Type: application/octet-stream`, or `image/png`, "
+        "`image/jpeg`, `image/webp`, `image/bmp`, `image/gif`, `image/tiff`); `budget_ms`, `budget_mflops`, "
+        "`min_confidence` and `top_k` are query parameters. The same answer as `/v1/classify`, without the "
+        "multipart framing; a budget that cannot be met is refused before the body is read."
+    ),
+    responses=_error_responses(400, 413, 415, 422, 503),
+    openapi_extra=_openapi_raw(),
+)
+async def classify_raw(request: Request) -> ClassifyResponse:
+    return await _serve(request, raw=True)
+
+
+async def _serve(request: Request, raw: bool) -> ClassifyResponse:
     service: ServiceState = request.app.state.service  # not `Service`: no dependency to solve on the hot path
     received = service.engine.clock()
     # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
     with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
         try:
-            return await _classify(request, service, received, arrival)
+            return await _classify(request, service, received, arrival, raw)
         except ApiError as err:
             service.metrics.outcome(err.outcome)
             raise
 
 
-async def _classify(request: Request, service: ServiceState, received: float, arrival: Arrival) -> ClassifyResponse:
+def _budget(options: ClassifyOptions, settings: Any, received: float) -> tuple[float | None, Budget]:
+    budget_ms = options.budget_ms if options.budget_ms is not None else settings.default_budget_ms
+    budget = Budget(
+        deadline=None if budget_ms is None else received + budget_ms / 1e3,
+        max_mflops=options.budget_mflops,
+        min_confidence=options.min_confidence,
+    )
+    return budget_ms, budget
+
+
+async def _read_form_or_json(request: Request, settings: Any, context: dict[str, Any]) -> tuple[bytes, ClassifyOptions]:
+    """/v1/classify: the image and the options from a multipart form or a JSON body."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("multipart/form-data", "application/json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media_type or '(none)'!r} is not accepted; send multipart/form-data with an "
+            "'image' file, or application/json with 'image' as base64 (raw image bytes: /v1/classify/raw)",
+        )
+    _check_content_length(request, settings.max_body_bytes)
+    body = await _read_body(request, settings.max_body_bytes)
+    if media_type == "application/json":  # json + base64 of megabytes: keep it off the event loop
+        return await anyio.to_thread.run_sync(_parse_json, body, context, settings.max_image_bytes)
+    return await _parse_multipart(request, body, context, settings.max_image_bytes)
+
+
+def _check_raw_media_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in RAW_MEDIA_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media_type or '(none)'!r} is not accepted here; send the image file with one of "
+            f"{', '.join(sorted(RAW_MEDIA_TYPES))} (multipart or JSON: /v1/classify)",
+        )
+
+
+async def _read_raw_image(request: Request, max_bytes: int) -> bytes:
+    """/v1/classify/raw: the body is the image, limited to max_image_bytes."""
+    raw_length = request.headers.get("content-length")
+    if raw_length is not None and raw_length.isdigit() and int(raw_length) > max_bytes:
+        raise ApiError(413, "image_too_large", f"the image is {int(raw_length)} bytes; the limit is {max_bytes}")
+    _check_content_length(request, max_bytes)  # a Content-Length that is not a number: 400
+    try:
+        data = await read_limited(request, max_bytes)
+    except ApiError as err:
+        if err.code == "body_too_large":
+            raise ApiError(413, "image_too_large", f"the image exceeds the limit of {max_bytes} bytes") from None
+        raise
+    if not data:
+        raise ApiError(400, "empty_image", "the request body is empty; send the image file as the body")
+    return data
+
+
+async def _classify(
+    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool
+) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
     if service.shutting_down or not engine.accepting:
@@ -228,36 +339,21 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
         detail = f"the server is at capacity: {engine.queue_depth} requests are already waiting"
         raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected")
 
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in ("multipart/form-data", "application/json"):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {media_type or '(none)'!r} is not accepted; send multipart/form-data with an "
-            "'image' file, or application/json with 'image' as base64",
-        )
-    _check_content_length(request, settings.max_body_bytes)
-    body = await _read_body(request, settings.max_body_bytes)
     context = {
         "max_budget_ms": settings.max_budget_ms,
         "max_budget_mflops": settings.max_budget_mflops,
         "num_classes": len(runner.classes),
     }
-    if media_type == "application/json":  # json + base64 of megabytes: keep it off the event loop
-        data, options = await anyio.to_thread.run_sync(_parse_json, body, context, settings.max_image_bytes)
+    if raw:  # the options come first, so a budget that cannot be met is refused before the body is read
+        _check_raw_media_type(request)
+        options = _query_options(request, context)
+        budget_ms, budget = _budget(options, settings, received)
+        _admit(engine, budget, received, budget_ms, retry)
+        data = await _read_raw_image(request, settings.max_image_bytes)
     else:
-        data, options = await _parse_multipart(request, body, context, settings.max_image_bytes)
-    del body
-    budget_ms = options.budget_ms if options.budget_ms is not None else settings.default_budget_ms
-    budget = Budget(
-        deadline=None if budget_ms is None else received + budget_ms / 1e3,
-        max_mflops=options.budget_mflops,
-        min_confidence=options.min_confidence,
-    )
-    try:
-        engine.admit(budget, received)  # before decoding: under overload a refusal must stay cheap
-    except DeadlineUnmeetableError as err:  # BacklogError included
-        raise _refusal(budget_ms, err, retry) from None
+        data, options = await _read_form_or_json(request, settings, context)
+        budget_ms, budget = _budget(options, settings, received)
+    _admit(engine, budget, received, budget_ms, retry)  # before decoding: under overload a refusal must stay cheap
     try:
         image = service.open(data)  # the header alone: format and pixel limits
         if image.width * image.height <= INLINE_DECODE_PIXELS:
@@ -301,6 +397,13 @@ async def _classify(request: Request, service: ServiceState, received: float, ar
         if answer.top_k is None
         else [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k],
     )
+
+
+def _admit(engine: Any, budget: Budget, received: float, budget_ms: float | None, retry: dict[str, str]) -> None:
+    try:
+        engine.admit(budget, received)
+    except DeadlineUnmeetableError as err:  # BacklogError included
+        raise _refusal(budget_ms, err, retry) from None
 
 
 def _refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[str, str]) -> ApiError:

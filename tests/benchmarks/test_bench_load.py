@@ -95,6 +95,24 @@ def test_counts_labels_and_server_counters_agree(server: ServerProcess, tmp_path
     assert after["missed"] - before.get("missed", 0) == sum(r["budget_met"] is False for r in answered)
 
 
+def test_raw_bodies_reach_the_raw_route_with_their_budget(
+    server: ServerProcess, tmp_path: Path, classes: list[str]
+) -> None:
+    data = make_image_folder(tmp_path / "data", classes[:2], per_class=2)
+    out = tmp_path / "raw.json"
+    result = bench(
+        "--url", server.url + "/v1/classify", "--data", str(data), "--images", "4", "--raw",
+        "--budgets", f"{IMPOSSIBLE_MS},none", "--requests", "4", "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    impossible, unbounded = json.loads(out.read_text())["points"]
+    final = httpx.get(server.url + "/v1/model", timeout=10).json()["num_exits"] - 1
+    assert impossible["ok"] == 4 and impossible["exit_histogram"] == {"0": 4}  # the query's budget was read
+    assert unbounded["ok"] == 4 and unbounded["exit_histogram"] == {str(final): 4}
+    assert all(r["budget_met"] is False for r in impossible["records"])
+    assert server.log().count("POST /v1/classify/raw?budget_ms=0.001 HTTP/1.1") == 4  # the access log
+
+
 def test_refused_requests_count_as_rejected(tmp_path: Path, classes: list[str]) -> None:
     data = make_image_folder(tmp_path / "data", classes[:2], per_class=2)
     out = tmp_path / "refused.json"

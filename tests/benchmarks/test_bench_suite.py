@@ -36,12 +36,14 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     assert all(0.0 <= e["accuracy"] <= 1.0 and e["batch1_ms"]["p50"] > 0 for e in serving["exits"])
     elastic = results["elastic"]
     assert elastic["settings"]["max_batch_size"] == 8  # the server ran with the suite's batching
-    points = [elastic["full_depth_c1"], elastic["saturation"], *elastic["budget_sweep_c1"], *elastic["load_sweep"]]
+    points = [elastic["full_depth_c1"], elastic["full_depth_c1_raw"], elastic["saturation"],
+              *elastic["budget_sweep_c1"], *elastic["load_sweep"]]  # fmt: skip
     for p in points:
         assert p["ok"] + p["rejected"] + p["errors"] == p["sent"] > 0
         assert sum(p["exit_histogram"].values()) == p["ok"]
     # no budget means full depth: the fixed-depth baseline really ran to the final exit
-    assert elastic["full_depth_c1"]["exit_histogram"] == {str(len(exits) - 1): elastic["full_depth_c1"]["ok"]}
+    for c1 in (elastic["full_depth_c1"], elastic["full_depth_c1_raw"]):  # multipart, and the raw image body
+        assert c1["exit_histogram"] == {str(len(exits) - 1): c1["ok"]} and c1["ok"] == c1["sent"]
     assert {p["load"] for p in elastic["load_sweep"]} == {0.5, 2.0}
     assert len(results["fixed_depth"]["load"]) == 2 * 2  # loads × budgets
     assert results["targets"][0]["name"].startswith("full-depth p50")

@@ -18,12 +18,14 @@ import json
 import schemathesis
 
 # path → status → error codes allowed for a schema-valid request: what the data *means* was unusable
+IMAGE_ERRORS = {  # the image bytes
+    400: {"empty_image", "not_an_image", "bad_image"},
+    413: {"too_many_pixels", "image_too_large"},
+    415: {"unsupported_format"},
+}
 CONTENT_ERRORS = {
-    "/v1/classify": {  # the image bytes
-        400: {"empty_image", "not_an_image", "bad_image"},
-        413: {"too_many_pixels", "image_too_large"},
-        415: {"unsupported_format"},
-    },
+    "/v1/classify": IMAGE_ERRORS,
+    "/v1/classify/raw": IMAGE_ERRORS,  # the same image, as the whole body
     "/v1/admin/reload": {  # the directory named: not there, not a checkpoint, or not servable here
         422: {"invalid_checkpoint", "incompatible_checkpoint", "checkpoint_failed_trial"},
     },

@@ -147,6 +147,39 @@ def test_bad_input_gets_a_clear_4xx(client: httpx.Client, name: str) -> None:
         assert body.get("errors") or body["error"] == "invalid_body"
 
 
+# /v1/classify/raw: the image is the body, the options are query parameters
+RAW_CASES = {
+    "raw-text-plain": ("", raw(PNG, "text/plain"), 415, "unsupported_media_type"),
+    "raw-no-content-type": ("", raw(PNG, ""), 415, "unsupported_media_type"),
+    "raw-multipart": ("", raw(PNG, "multipart/form-data; boundary=x"), 415, "unsupported_media_type"),
+    "raw-empty": ("", raw(b"", "image/png"), 400, "empty_image"),
+    "raw-not-an-image": ("", raw(b"hello", "application/octet-stream"), 400, "not_an_image"),
+    "raw-truncated": ("", raw(JPEG[:200], "image/jpeg"), 400, "bad_image"),
+    "raw-bomb": ("", raw(BOMB, "image/png"), 413, "too_many_pixels"),
+    "raw-too-large": ("", raw(BIG_BMP, "image/bmp"), 413, "image_too_large"),
+    "raw-budget-string": ("?budget_ms=fast", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-budget-empty": ("?budget_ms=", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-budget-zero": ("?budget_ms=0", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-budget-nan": ("?budget_ms=nan", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-budget-absurd": ("?budget_ms=1e15", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-budget-twice": ("?budget_ms=5&budget_ms=50", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-top-k-too-large": ("?top_k=11", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-unknown-parameter": ("?budgetms=5", raw(PNG, "image/png"), 422, "invalid_field"),
+    "raw-budget-too-small": ("?budget_ms=0.001", raw(PNG, "image/png"), 422, "budget_too_small"),
+}
+
+
+@pytest.mark.parametrize("name", list(RAW_CASES))
+def test_bad_raw_input_gets_a_clear_4xx(client: httpx.Client, name: str) -> None:
+    query, request, status, code = RAW_CASES[name]
+    response = client.post("/v1/classify/raw" + query, **request)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == code and isinstance(body["detail"], str) and body["detail"], body
+    if code == "invalid_field":
+        assert body["errors"] and body["errors"][0]["field"] in query, body
+
+
 def test_validation_errors_name_the_field(client: httpx.Client) -> None:
     body = client.post("/v1/classify", json={"image": B64, "budget_ms": -3, "top_k": 99}).json()
     fields = {e["field"] for e in body["errors"]}
@@ -164,6 +197,19 @@ def test_declared_length_over_limit_is_refused_before_reading(client: httpx.Clie
     assert status == 413 and body["error"] == "body_too_large", body
 
 
+def test_a_raw_request_over_budget_is_refused_before_its_body_is_read(client: httpx.Client) -> None:
+    # announce 200 kB (within the limit) and send none of it: the query alone decides
+    host, port = str(client.base_url.host), int(client.base_url.port)
+    head = (
+        "POST /v1/classify/raw?budget_ms=0.001 HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        "Content-Length: 200000\r\n\r\n"
+    )
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        status, body = read_response(sock)
+    assert status == 422 and body["error"] == "budget_too_small", body
+
+
 def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
     assert client.get("/v1/classify").status_code == 405
     missing = client.get("/v1/nothing-here")
@@ -173,6 +219,8 @@ def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
 def test_server_stays_healthy(server: ServerProcess, client: httpx.Client) -> None:
     for request, _, _ in CASES.values():  # everything again, then normal service
         client.post("/v1/classify", **request)
+    for query, request, _, _ in RAW_CASES.values():
+        client.post("/v1/classify/raw" + query, **request)
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     ok = client.post("/v1/classify", files={"image": ("a.jpg", JPEG, "image/jpeg")}, data={"budget_ms": "10000"})

@@ -56,6 +56,10 @@ def classify_json(client: httpx.Client, data: bytes = JPEG, **fields) -> httpx.R
     return client.post("/v1/classify", json={"image": base64.b64encode(data).decode(), **fields})
 
 
+def classify_raw(client: httpx.Client, data: bytes = JPEG, mime: str = "image/jpeg", **params) -> httpx.Response:
+    return client.post("/v1/classify/raw", params=params, content=data, headers={"content-type": mime})
+
+
 def answer(response: httpx.Response) -> dict:
     assert response.status_code == 200, response.text
     body = response.json()
@@ -86,7 +90,11 @@ def test_generous_budget_reaches_the_final_exit(client: httpx.Client, model: dic
     png = answer(classify_multipart(client, PNG, "image/png", budget_ms=10_000))
     jpeg = answer(classify_json(client, JPEG, budget_ms=10_000))
     no_budget = answer(classify_multipart(client, JPEG, "image/jpeg"))
-    for body in (png, jpeg, no_budget):
+    raw_png = answer(classify_raw(client, PNG, "image/png", budget_ms=10_000))
+    raw_jpeg = answer(classify_raw(client, JPEG, "application/octet-stream"))
+    assert (raw_png["class_id"], raw_jpeg["class_id"]) == (png["class_id"], no_budget["class_id"])  # same bytes
+    assert raw_png["confidence"] == pytest.approx(png["confidence"])
+    for body in (png, jpeg, no_budget, raw_png, raw_jpeg):
         assert body["exit"] == last and body["stopped_by"] == "final" and body["budget_met"] is True
         assert body["label"] == model["classes"][body["class_id"]] and 0 < body["confidence"] <= 1
         # nobody could stop earlier, so no earlier head was read: the final exit's direct cost
@@ -103,14 +111,19 @@ def test_budget_below_full_depth_answers_earlier_within_budget(client: httpx.Cli
     budget = round((to_first + to_last) / 2, 3)  # below full depth, well above what exit 0 needs
     assert budget < to_last
     tries = []
-    for send in (classify_multipart, classify_json) * 4:
-        body = answer(send(client, budget_ms=budget))
+    for send in (classify_multipart, classify_json, classify_raw) * 3:
+        response = send(client, budget_ms=budget)
+        if response.status_code == 503 and response.json()["error"] == "overloaded":
+            tries.append(response.json())  # a stall before admission (time already spent): refused, not late
+            continue
+        body = answer(response)
         assert body["exit"] < model["num_exits"] - 1 and body["stopped_by"] == "deadline", (budget, to_last, body)
         tries.append(body)
         if body["budget_met"] and body["latency_ms"] <= budget:
             break
-    else:  # a loaded machine may stall once or twice, not eight times running
-        pytest.fail(f"no answer within {budget:.2f} ms in {len(tries)} tries: {[t['latency_ms'] for t in tries]}")
+    else:  # a loaded machine may stall once or twice, not nine times running
+        seen = [t.get("latency_ms", t) for t in tries]
+        pytest.fail(f"no answer within {budget:.2f} ms in {len(tries)} tries: {seen}")
 
 
 def test_small_and_large_images_both_decode(client: httpx.Client, model: dict) -> None:
@@ -131,12 +144,13 @@ def test_compute_budget_caps_the_exit(client: httpx.Client, model: dict) -> None
 
 
 def test_confidence_and_top_k(client: httpx.Client, model: dict) -> None:
-    body = answer(classify_json(client, min_confidence=0.1, top_k=3))  # 10 classes: top-1 is always >= 0.1
-    assert body["exit"] == 0 and body["stopped_by"] == "confident"
-    top = body["top_k"]
-    assert len(top) == 3 and top[0]["class_id"] == body["class_id"]
-    assert top[0]["confidence"] >= top[1]["confidence"] >= top[2]["confidence"]
-    assert all(t["label"] == model["classes"][t["class_id"]] for t in top)
+    for send in (classify_json, classify_raw):
+        body = answer(send(client, min_confidence=0.1, top_k=3))  # 10 classes: top-1 is always >= 0.1
+        assert body["exit"] == 0 and body["stopped_by"] == "confident"
+        top = body["top_k"]
+        assert len(top) == 3 and top[0]["class_id"] == body["class_id"]
+        assert top[0]["confidence"] >= top[1]["confidence"] >= top[2]["confidence"]
+        assert all(t["label"] == model["classes"][t["class_id"]] for t in top)
 
 
 def test_concurrent_mixed_budgets_all_answered(client: httpx.Client, model: dict) -> None:
@@ -162,9 +176,15 @@ def test_metrics_show_the_exits_that_answered(client: httpx.Client, model: dict)
     assert met and float(met.group(1)) >= 1
 
 
-def test_openapi_documents_both_body_forms(client: httpx.Client) -> None:
+def test_openapi_documents_both_body_forms(client: httpx.Client, model: dict) -> None:
     spec = client.get("/openapi.json").json()
     content = spec["paths"]["/v1/classify"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
     assert "examples" in content["application/json"]["schema"]
+    raw = spec["paths"]["/v1/classify/raw"]["post"]
+    assert set(raw["requestBody"]["content"]) == {"application/octet-stream"}
+    params = {p["name"]: p for p in raw["parameters"]}
+    assert set(params) == {"budget_ms", "budget_mflops", "min_confidence", "top_k"}
+    assert all(p["in"] == "query" and "anyOf" not in p["schema"] for p in params.values())  # never null
+    assert params["top_k"]["schema"]["maximum"] == len(model["classes"])
     assert client.get("/docs").status_code == 200
