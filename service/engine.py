@@ -469,7 +469,9 @@ class Engine:
         """Inference thread: stage k (and head k) starts now for `batch_size` rows; admission counts the
         rest of it as time that a request arriving meanwhile waits anyway. Returns the start time."""
         now = self.clock()
-        self._busy_until = now + self.profile.predict(k, batch_size, self.config.quantile)
+        # its typical time (p50): admission adds the newcomer's own exit 0 at the profile's quantile (p99),
+        # and two p99s added up are far beyond the p99 of the sum (A/B in docs/performance.md)
+        self._busy_until = now + self.profile.predict(k, batch_size, "p50")
         return now
 
     def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
