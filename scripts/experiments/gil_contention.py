@@ -8,11 +8,12 @@ eager and as TorchScript-frozen stages, on a quiet process and with a thread tha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -41,6 +42,33 @@ def percentiles(run: Callable[[], object], count: int) -> str:
         times.append(1e3 * (time.perf_counter() - start))
     times.sort()
     return f"p50 {times[count // 2]:.2f} p95 {times[int(count * 0.95)]:.2f} p99 {times[int(count * 0.99)]:.2f} ms"
+
+
+@contextlib.contextmanager
+def gil_hog() -> Iterator[None]:
+    """A thread that keeps the GIL busy (pure Python, never blocking) while the block runs."""
+    stop = threading.Event()
+
+    def hog() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(200))
+
+    thread = threading.Thread(target=hog)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def quiet_and_busy(runs: dict[str, Callable[[], object]], count: int) -> None:
+    """Print the percentiles of each run alone, then each run with a GIL hog."""
+    for name, run in runs.items():
+        print(f"{name} quiet", percentiles(run, count))
+    with gil_hog():
+        for name, run in runs.items():
+            print(f"{name} busy ", percentiles(run, count))
 
 
 def main() -> None:
@@ -73,23 +101,8 @@ def main() -> None:
             for stage in traced:
                 features = stage(features)
 
-    stop = threading.Event()
-
-    def hog_the_gil() -> None:
-        while not stop.is_set():
-            sum(i * i for i in range(200))
-
     print(f"switch interval {args.switch_interval * 1e3:g} ms")
-    print("eager  quiet", percentiles(eager, args.runs))
-    print("traced quiet", percentiles(frozen, args.runs))
-    hog = threading.Thread(target=hog_the_gil)
-    hog.start()
-    try:
-        print("eager  busy ", percentiles(eager, args.runs))
-        print("traced busy ", percentiles(frozen, args.runs))
-    finally:
-        stop.set()
-        hog.join()
+    quiet_and_busy({"eager ": eager, "traced": frozen}, args.runs)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 
 import torch
-from gil_contention import percentiles  # this folder is on sys.path when run as a script
+from gil_contention import quiet_and_busy  # this folder is on sys.path when run as a script
 
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
@@ -37,21 +36,8 @@ def main() -> None:
             for k in range(runner.num_exits):
                 runner.read_exit(k, features[k + 1])
 
-    stop = threading.Event()
-
-    def hog_the_gil() -> None:
-        while not stop.is_set():
-            sum(i * i for i in range(200))
-
     print(f"switch interval {args.switch_interval * 1e3:g} ms")
-    print("heads quiet", percentiles(heads, args.runs))
-    hog = threading.Thread(target=hog_the_gil)
-    hog.start()
-    try:
-        print("heads busy ", percentiles(heads, args.runs))
-    finally:
-        stop.set()
-        hog.join()
+    quiet_and_busy({"heads": heads}, args.runs)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import sys
-import threading
 
 import torch
-from gil_contention import percentiles  # this folder is on sys.path when run as a script
+from gil_contention import quiet_and_busy  # this folder is on sys.path when run as a script
 
 
 def child(conn: multiprocessing.connection.Connection) -> None:
@@ -81,23 +80,10 @@ def main() -> None:
         parent.send(("exit", 4))
         parent.recv_bytes()
 
-    stop = threading.Event()
-
-    def hog_the_gil() -> None:
-        while not stop.is_set():
-            sum(i * i for i in range(200))
-
-    runs = {"thread, same process": in_thread, "process, per call": once, "process, per pass": whole_pass}
-    for name, run in runs.items():
-        print(f"{name:22s} quiet", percentiles(run, 300))
-    hog = threading.Thread(target=hog_the_gil)
-    hog.start()
+    runs = {"thread, same process  ": in_thread, "process, per call      ": once, "process, per pass      ": whole_pass}
     try:
-        for name, run in runs.items():
-            print(f"{name:22s} busy ", percentiles(run, 300))
+        quiet_and_busy(runs, 300)
     finally:
-        stop.set()
-        hog.join()
         parent.send(("stop", None))
 
 
