@@ -71,14 +71,19 @@ def quiet_and_busy(runs: dict[str, Callable[[], object]], count: int) -> None:
             print(f"{name} busy ", percentiles(run, count))
 
 
-def main() -> None:
+def setup(runs: int) -> tuple[argparse.Namespace, ModelRunner]:
+    """--switch-interval and --runs from the command line, applied; the shipped checkpoint's serving runner."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--switch-interval", type=float, default=0.0001)
-    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=runs)
     args = parser.parse_args()
     torch.set_num_threads(1)
     sys.setswitchinterval(args.switch_interval)
-    runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")
+    return args, ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")
+
+
+def main() -> None:
+    args, runner = setup(300)
     for parameter in runner.model.parameters():
         parameter.requires_grad_(False)
     x = runner.batch([torch.randn(*runner.input_size)])

@@ -1,5 +1,5 @@
 """How much a GIL-hungry thread slows the exit heads down: the five heads of the shipped checkpoint read
-one after the other (about ten torch calls each), quiet and with a thread that keeps the GIL busy, at a
+one after the other (nine torch calls each), quiet and with a thread that keeps the GIL busy, at a
 given switch interval. docs/performance.md quotes its output ("GIL hand-offs, counted").
 
     for s in 0.0001 0.00005 0.00002 0.00001; do python scripts/experiments/heads_under_gil.py --switch-interval $s; done
@@ -7,25 +7,12 @@ given switch interval. docs/performance.md quotes its output ("GIL hand-offs, co
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import torch
-from gil_contention import quiet_and_busy  # this folder is on sys.path when run as a script
-
-from models.checkpoint import load_checkpoint
-from models.pretrained import default_checkpoint
-from service.runner import ModelRunner
+from gil_contention import quiet_and_busy, setup  # this folder is on sys.path when run as a script
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--switch-interval", type=float, default=0.0001)
-    parser.add_argument("--runs", type=int, default=400)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    sys.setswitchinterval(args.switch_interval)
-    runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"))
+    args, runner = setup(400)
     with torch.inference_mode():
         features = [runner.batch([torch.randn(*runner.input_size)])]
         for k in range(runner.num_exits):
