@@ -1,6 +1,6 @@
 """The peer server: LitServe serving the same checkpoint at full depth, the same API shape.
 
-Run as `python -m benchmarks.litserve_peer --port P [--max-batch-size N --batch-timeout S]`.
+Run as `python -m benchmarks.litserve_peer --port P [--max-batch-size N --batch-timeout S --accelerator cuda]`.
 Decode, batch and forward are the plainest LitServe hooks, so the comparison measures the
 serving machinery, not a different model path.
 """
@@ -31,12 +31,14 @@ class FullDepthAPI(ls.LitAPI):
 
     def setup(self, device: str) -> None:
         torch.set_num_threads(self.threads)
+        self.device = torch.device(device)  # LitServe's choice from `accelerator`: "cpu" or "cuda:0"
         self.checkpoint = load_checkpoint(self.checkpoint_dir)
-        self.model = self.checkpoint.model
+        self.model = self.checkpoint.model.to(self.device).eval()
         self.decode = make_decoder(self.checkpoint)
         self.last = self.model.num_exits - 1
         with torch.inference_mode():  # warm-up, as our server does before it reports ready
-            self.model.forward_until(torch.zeros(1, *self.checkpoint.meta["input_size"]), self.last)
+            warm = torch.zeros(1, *self.checkpoint.meta["input_size"], device=self.device)
+            self.model.forward_until(warm, self.last)
 
     # no annotation on `request`: LitServe reads it to pick the request type, and none means the raw form
     def decode_request(self, request) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -53,6 +55,7 @@ class FullDepthAPI(ls.LitAPI):
 
     def predict(self, x: torch.Tensor) -> list[tuple[int, float]]:
         single = x.dim() == 3
+        x = x.to(self.device)
         with torch.inference_mode():
             probs = self.model.forward_until(x.unsqueeze(0) if single else x, self.last).softmax(1)
             confidence, index = probs.max(1)
@@ -80,11 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the inference worker")
     parser.add_argument("--max-batch-size", type=int, default=1)
     parser.add_argument("--batch-timeout", type=float, default=0.0, help="seconds to wait to fill a batch")
+    parser.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     args = parser.parse_args(argv)
     api = FullDepthAPI(
         Path(args.checkpoint or default_checkpoint()), args.threads, args.max_batch_size, args.batch_timeout
     )
-    server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=1, timeout=30)
+    server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=1, timeout=30)
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
 
 

@@ -359,8 +359,8 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
   may offer less than nominal.
 - The fixed-depth baseline sends no budget (the server then runs to the final exit) and scores each
   answer's server-side latency against each budget after the fact.
-- LitServe runs the same checkpoint with the same decode, one inference worker with the same torch
-  threads, unbatched and with the same max batch size and wait as Elastic.
+- LitServe runs the same checkpoint with the same decode on the same device, one inference worker
+  with the same torch threads, unbatched and with the same max batch size and wait as Elastic.
 - Where the remaining time goes, what was tried and what was measured on other machines (16 cores,
   an H200): [docs/performance.md](docs/performance.md), [docs/gpu.md](docs/gpu.md).
 """

@@ -99,7 +99,7 @@ def elastic_command(checkpoint: Path, port: int) -> list[str]:
 
 
 def litserve_command(
-    checkpoint: Path, port: int, threads: int, max_batch_size: int, batch_timeout_s: float
+    checkpoint: Path, port: int, threads: int, max_batch_size: int, batch_timeout_s: float, device: str = "cpu"
 ) -> list[str]:
     return [
         sys.executable,
@@ -114,4 +114,6 @@ def litserve_command(
         str(max_batch_size),
         "--batch-timeout",
         str(batch_timeout_s),
+        "--accelerator",
+        "cuda" if device.startswith("cuda") else "cpu",
     ]

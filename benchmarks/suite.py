@@ -131,7 +131,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
 
 def run_peer(cfg: SuiteConfig, bench: Bench, name: str, max_batch_size: int, wait_ms: float) -> dict[str, Any]:
     port = servers.free_port()
-    command = servers.litserve_command(cfg.checkpoint, port, cfg.threads, max_batch_size, wait_ms / 1000)
+    command = servers.litserve_command(cfg.checkpoint, port, cfg.threads, max_batch_size, wait_ms / 1000, cfg.device)
     size = cfg.size
     with servers.start(name, command, port, "/health", cfg.out_dir / "logs") as server:
         url = server.classify_url

@@ -154,8 +154,6 @@ def run_suite(args: argparse.Namespace) -> int:
 
     checkpoint = (args.checkpoint or default_checkpoint()).resolve()
     device = resolve_device(args.device).type  # ValueError (exit 2) when cuda is asked for and missing
-    if device != "cpu" and not args.no_peer:
-        log.warning("the LitServe peer runs on the CPU while our server runs on %s: add --no-peer", device)
     data = args.data.resolve()
     if not data.is_dir():
         sys.stderr.write(f"error: data folder not found: {data}\n")
