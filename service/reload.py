@@ -98,6 +98,8 @@ def prepare(service: ServiceState, directory: str) -> tuple[Path, ModelRunner, L
 def reload_checkpoint(service: ServiceState, directory: str) -> dict[str, Any]:
     """Prepare `directory`, swap it in between two batches, and describe what is served now."""
     previous = service.checkpoint_path
+    if service.settings.engine == "process":
+        raise ReloadError(409, "reload_unsupported", "hot reload needs ELASTIC_ENGINE=thread; restart the server")
     try:
         path, runner, profile, timings = prepare(service, directory)
     except ReloadError as err:

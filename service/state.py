@@ -18,6 +18,7 @@ from PIL import Image
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
 from service.engine import Engine, EngineConfig
+from service.engine_process import EngineProcess
 from service.imaging import finish_image, open_image
 from service.metrics import Metrics
 from service.profile import LatencyProfile, batch_buckets
@@ -33,7 +34,7 @@ class ServiceState:
     checkpoint_path: Path
     runner: ModelRunner
     profile: LatencyProfile
-    engine: Engine
+    engine: Engine | EngineProcess
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
     shutting_down: bool = False  # set on SIGTERM: classify answers 503, /readyz 503 (service.shutdown)
@@ -114,7 +115,11 @@ def build_service(settings: Settings) -> ServiceState:
         idle_refresh_s=settings.idle_refresh_ms / 1e3 or None,  # 0: off
         gil_switch_interval_s=settings.gil_switch_interval_ms / 1e3,
     )
-    engine = Engine(runner, profile, config, observer=metrics)
+    engine: Engine | EngineProcess
+    if settings.engine == "process":  # the model runs in a child; this copy only describes and preprocesses
+        engine = EngineProcess(settings.to_env(), profile, settings.queue_limit, settings.reject_unmeetable, metrics)
+    else:
+        engine = Engine(runner, profile, config, observer=metrics)
     service = ServiceState(
         settings=settings,
         checkpoint_path=path,

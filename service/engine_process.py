@@ -1,0 +1,306 @@
+"""The engine in an inference process of its own (`ELASTIC_ENGINE=process`).
+
+Why: in one process the event loop and the inference thread share the GIL, and every torch call of
+the model hands it over and takes it back. While the loop parses, decodes and answers other requests
+the model waits at each call: under load its stages ran 2–6× slower than in-process, unevenly, which
+no latency profile predicts (docs/performance.md, "GIL hand-offs, counted"). In a child process the
+model has a GIL of its own; a request costs one pipe round trip.
+
+The child runs the ordinary `Engine` (same batching, policy, admission and profile) behind a small
+event loop that turns pipe messages into jobs and answers back. The parent keeps an `EngineProcess`
+with the engine's interface: it sends jobs, resolves their futures from the answers, replays the
+child's metric hooks into its own Prometheus metrics and the child's latency observations into a
+mirror of the profile (for /v1/model and the refusal of budgets below exit 0). Messages are pickled
+between these two processes of ours (never a checkpoint: the child loads that from safetensors).
+
+Not supported in this mode: hot reload (refused with 409). The parent holds a copy of the model for
+its metadata and preprocessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from service.engine import (
+    Answer,
+    Arrival,
+    BacklogError,
+    DeadlineUnmeetableError,
+    InferenceError,
+    Job,
+    QueueFullError,
+    UnavailableError,
+)
+from service.policy import Budget
+from service.profile import LatencyProfile
+
+log = logging.getLogger(__name__)
+
+ERRORS = {cls.__name__: cls for cls in (BacklogError, DeadlineUnmeetableError, InferenceError, QueueFullError,
+                                        UnavailableError)}  # fmt: skip
+
+
+class EngineProcess:
+    """The parent's side: the interface of `service.engine.Engine`, served by a child process."""
+
+    def __init__(self, env: dict[str, str], profile: LatencyProfile, queue_limit: int, reject_unmeetable: bool,
+                 observer: Any = None) -> None:  # fmt: skip
+        self.env = env  # ELASTIC_* settings for the child (Settings.to_env)
+        self.profile = profile  # a mirror, fed by the child's observations
+        self.queue_limit = queue_limit
+        self.reject_unmeetable = reject_unmeetable
+        self.observer = observer
+        self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count()
+        self._closed = False
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._process: Any = None
+        self._conn: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the Engine interface -------------------------------------------------------------------
+
+    def start(self, calibrate_first: bool = True) -> None:
+        """Spawn the child (it loads, warms up and calibrates, then says ready). Call on the event loop."""
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(
+            target=child_main, args=(child_end, self.env), name="elastic-inference", daemon=True
+        )
+        self._process.start()
+        child_end.close()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._conn.fileno(), self._receive)
+        threading.Thread(target=self._send_loop, name="elastic-engine-pipe", daemon=True).start()
+
+    @property
+    def accepting(self) -> bool:
+        return self.ready.is_set() and not self._closed and self.error is None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)  # sent and not answered yet: queued or running in the child
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Arrival]:
+        yield Arrival()  # the child's batcher is not told about requests still being read
+
+    def admit(self, budget: Budget, received: float) -> None:
+        """Refuse a budget below what exit 0 typically needs (the child decides the rest, on submit)."""
+        if self.reject_unmeetable and budget.deadline is not None:
+            typical = self.profile.predict(0, 1, "p50")
+            if received + typical > budget.deadline:
+                raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
+
+    def submit(self, job: Job, arrival: Arrival | None = None) -> None:
+        if self._closed or self.error is not None:
+            raise UnavailableError("the server is shutting down" if self._closed else f"{self.error}")
+        if len(self._pending) >= self.queue_limit:
+            raise QueueFullError(f"{len(self._pending)} requests are already waiting")
+        job_id = next(self._ids)
+        self._pending[job_id] = job.future
+        tensor = job.tensor.float().contiguous()
+        budget = job.budget
+        self._outbox.put(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline,
+                          budget.max_mflops, budget.min_confidence, job.received, job.top_k))  # fmt: skip
+
+    def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
+        return False  # hot reload is refused before it gets here (service.reload)
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Let the child answer what it holds (within `timeout`), then end it; blocking."""
+        self._closed = True
+        self._outbox.put(("stop", timeout))
+        if self._process is not None:
+            self._process.join((timeout or 0.0) + 10.0)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5.0)
+        self._outbox.put(None)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._fail_all, UnavailableError("the server shut down"))
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        """A thread of its own writes to the pipe: a full pipe must never block the event loop."""
+        while (message := self._outbox.get()) is not None:
+            try:
+                self._conn.send(message)
+            except (OSError, EOFError):
+                return
+
+    def _receive(self) -> None:
+        """Event loop: read every message the child has sent so far."""
+        try:
+            while self._conn.poll():
+                self._handle(self._conn.recv())
+        except (EOFError, OSError):
+            self._child_gone()
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "events":
+            self._replay(message[1])
+        elif kind == "answer":
+            _, job_id, answer, events = message
+            self._replay(events)
+            future = self._pending.pop(job_id, None)
+            if future is not None and not future.done():
+                future.set_result(answer)
+        elif kind == "fail":
+            _, job_id, name, text, events = message
+            self._replay(events)
+            future = self._pending.pop(job_id, None)
+            if future is not None and not future.done():
+                future.set_exception(ERRORS.get(name, InferenceError)(text))
+        elif kind == "ready":
+            self._replay(message[1])
+            self.ready.set()
+        elif kind == "failed":
+            self.error = RuntimeError(message[1])
+            log.error("the inference process failed: %s", message[1])
+
+    def _replay(self, events: list[tuple]) -> None:
+        for event in events:
+            if event[0] == "profile":
+                _, method, args = event
+                getattr(self.profile, method)(*args)
+            elif self.observer is not None:
+                _, hook, args = event
+                try:
+                    getattr(self.observer, hook)(*args)
+                except Exception:  # a metric must never fail a request
+                    log.warning("observer hook %s failed", hook, exc_info=True)
+
+    def _child_gone(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self._conn.fileno())
+        if not self._closed and self.error is None:
+            self.error = RuntimeError("the inference process exited")
+            log.error("the inference process exited")
+        self._fail_all(UnavailableError("the inference process exited"))
+
+    def _fail_all(self, error: BaseException) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+
+# -- the child --------------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """The child engine's observer: every hook call is kept, to travel with the next answer."""
+
+    def __init__(self, events: list) -> None:
+        self._events = events
+
+    def __getattr__(self, hook: str) -> Any:
+        def record(*args: Any) -> None:  # an answer travels without its runner (the model itself)
+            args = tuple(dataclasses.replace(a, runner=None) if isinstance(a, Answer) else a for a in args)
+            self._events.append(("metric", hook, args))
+
+        return record
+
+
+def _recording(original: Any, method: str, events: list) -> Any:
+    def recording(*args: Any) -> None:
+        original(*args)
+        events.append(("profile", method, args))
+
+    return recording
+
+
+def child_main(conn: Any, env: dict[str, str]) -> None:  # pragma: no cover - runs in the child process
+    """Build the ordinary service (engine in a thread), then turn pipe messages into jobs and answers."""
+    import torch
+
+    from service.settings import Settings
+    from service.state import build_service
+
+    settings = Settings.from_env({**env, "ELASTIC_ENGINE": "thread"})
+    try:
+        service = build_service(settings)
+    except Exception as err:
+        conn.send(("failed", f"{type(err).__name__}: {err}"))
+        return
+    events: list = []
+    engine, profile = service.engine, service.profile
+    engine.observer = _Recorder(events)
+    for method in ("observe", "observe_head"):  # the parent's mirror of the profile sees what this one sees
+        setattr(profile, method, _recording(getattr(profile, method), method, events))
+
+    def take() -> list:
+        taken = events[:]  # appended to by the inference thread: take what is there, then drop as much
+        del events[: len(taken)]
+        return taken
+
+    engine.start()
+    while not engine.ready.wait(0.5):
+        if engine.error is not None:
+            conn.send(("failed", f"calibration failed: {engine.error}"))
+            return
+    conn.send(("ready", take()))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    def answered(job_id: int, future: asyncio.Future) -> None:
+        error = future.exception()
+        if error is None:
+            answer = dataclasses.replace(future.result(), runner=None)  # the parent labels it with its own copy
+            conn.send(("answer", job_id, answer, take()))
+        else:
+            conn.send(("fail", job_id, type(error).__name__, str(error), take()))
+
+    def receive() -> None:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            loop.stop()
+            return
+        if message[0] == "stop":
+            loop.remove_reader(conn.fileno())
+            loop.run_in_executor(None, engine.stop, message[1]).add_done_callback(lambda _: loop.stop())
+            return
+        _, job_id, data, shape, deadline, max_mflops, min_confidence, received, top_k = message
+        tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
+        budget = Budget(deadline=deadline, max_mflops=max_mflops, min_confidence=min_confidence)
+        job = Job(tensor, budget, received, loop.create_future(), top_k=top_k)
+        try:
+            engine.submit(job)
+        except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
+            conn.send(("fail", job_id, type(err).__name__, str(err), take()))
+            return
+        job.future.add_done_callback(lambda future: answered(job_id, future))
+
+    def flush() -> None:  # what the idle refresh observes reaches the parent's profile without an answer
+        if events:
+            conn.send(("events", take()))
+        loop.call_later(1.0, flush)
+
+    loop.add_reader(conn.fileno(), receive)
+    loop.call_later(1.0, flush)
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(asyncio.sleep(0))  # the last answers' callbacks
+        with contextlib.suppress(OSError):
+            conn.send(("events", take()))
+        conn.close()

@@ -1,0 +1,101 @@
+"""ELASTIC_ENGINE=process: the real server with its model in a child process answers like the default
+one (exits, budgets, top-k, metrics, the live profile), refuses what it cannot do (hot reload), and
+leaves no process behind on SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_server import ServerProcess, serve
+from test_serving import JPEG, PNG, answer, classify_json, classify_multipart, classify_raw
+
+TOKEN = "process-mode-admin-token"
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in out.split()]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    env = {"ELASTIC_ENGINE": "process", "ELASTIC_ADMIN_TOKEN": TOKEN}
+    with serve(env=env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def model(client: httpx.Client) -> dict:
+    return client.get("/v1/model").json()
+
+
+def test_the_model_runs_in_a_child_process(server: ServerProcess) -> None:
+    assert children(server.process.pid), "no inference process under the server"
+
+
+def test_answers_every_way_at_every_exit(client: httpx.Client, model: dict) -> None:
+    last = model["num_exits"] - 1
+    for body in (answer(classify_multipart(client, PNG, "image/png")), answer(classify_json(client, JPEG)),
+                 answer(classify_raw(client, JPEG))):  # fmt: skip
+        assert body["exit"] == last and body["stopped_by"] == "final" and body["budget_met"] is True
+        assert body["label"] == model["classes"][body["class_id"]]
+    costs = [e["anytime_mflops"] for e in model["exits"]]
+    for k in range(model["num_exits"]):
+        body = answer(classify_multipart(client, budget_mflops=costs[k], budget_ms=10_000))
+        assert body["exit"] == k and body["mflops"] <= costs[k]
+    top = answer(classify_json(client, min_confidence=0.1, top_k=3))
+    assert top["exit"] == 0 and top["stopped_by"] == "confident" and len(top["top_k"]) == 3
+
+
+def test_budgets_below_exit_0_are_refused(client: httpx.Client) -> None:
+    response = classify_multipart(client, budget_ms=0.001)
+    assert response.status_code == 422 and response.json()["error"] == "budget_too_small"
+
+
+def test_profile_and_metrics_come_from_the_child(client: httpx.Client, model: dict) -> None:
+    answer(classify_multipart(client))
+    info = client.get("/v1/model").json()
+    assert info["ready"] is True
+    # calibration and served requests ran in the child; the parent's mirror shows them
+    assert all(exit_info["latency"]["1"]["samples"] >= 1 for exit_info in info["exits"])
+    text = client.get("/metrics").text
+    last = model["num_exits"] - 1
+    count = re.search(rf'^elastic_exit_latency_seconds_count\{{exit="{last}"\}} (\S+)', text, re.M)
+    assert count and float(count.group(1)) >= 1
+    for name in ("elastic_stage_latency_seconds_bucket", "elastic_batch_size_bucket", "elastic_queue_wait_seconds"):
+        assert re.search(rf"^{name}", text, re.M), name
+
+
+def test_hot_reload_is_refused_not_attempted(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/admin/reload", json={"checkpoint": "models/pretrained"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 409 and response.json()["error"] == "reload_unsupported", response.text
+    assert answer(classify_multipart(client))["exit"] == client.get("/v1/model").json()["num_exits"] - 1
+
+
+def test_sigterm_ends_the_child_too() -> None:
+    with serve(env={"ELASTIC_ENGINE": "process"}) as running:
+        child = children(running.process.pid)
+        assert child
+        with httpx.Client(base_url=running.url, timeout=30.0) as c:
+            assert answer(classify_multipart(c))["budget_met"] is True
+        # uvicorn re-raises the signal once it has shut down cleanly: -15 is the graceful exit
+        assert running.stop() in (0, -signal.SIGTERM)
+        log = running.log()
+        assert "Application shutdown complete" in log and "Traceback" not in log, log[-3000:]
+    for pid in child:  # gone, or a zombie waiting for the (exited) server to reap it
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text().lower()
