@@ -13,8 +13,9 @@ child's metric hooks into its own Prometheus metrics and the child's latency obs
 mirror of the profile (for /v1/model and the refusal of budgets below exit 0). Messages are pickled
 between these two processes of ours (never a checkpoint: the child loads that from safetensors).
 
-Not supported in this mode: hot reload (refused with 409). The parent holds a copy of the model for
-its metadata and preprocessing.
+Hot reload: the parent checks and calibrates the new checkpoint as usual (service.reload), then the
+child loads and calibrates its own copy and switches between two batches. The parent holds a copy of
+the model for its metadata, preprocessing and those checks.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from service.engine import (
@@ -70,6 +73,9 @@ class EngineProcess:
         self._process: Any = None
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reload_lock = threading.Lock()
+        self._reloaded = threading.Event()
+        self._reload_error: str | None = None
 
     # -- the Engine interface -------------------------------------------------------------------
 
@@ -118,7 +124,19 @@ class EngineProcess:
                           budget.max_mflops, budget.min_confidence, job.received, job.top_k))  # fmt: skip
 
     def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
-        return False  # hot reload is refused before it gets here (service.reload)
+        return False  # the child needs the checkpoint's path: service.reload calls `reload`
+
+    def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
+        """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the
+        served model, then switches between two batches. `profile` becomes the mirror. None, or why not."""
+        with self._reload_lock:
+            self._reloaded.clear()
+            self._outbox.put(("reload", str(path)))
+            if not self._reloaded.wait(timeout):
+                return f"no answer within {timeout:.0f}s"
+            if self._reload_error is None:
+                self.profile = profile
+            return self._reload_error
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Let the child answer what it holds (within `timeout`), then end it; blocking."""
@@ -168,6 +186,9 @@ class EngineProcess:
             future = self._pending.pop(job_id, None)
             if future is not None and not future.done():
                 future.set_exception(ERRORS.get(name, InferenceError)(text))
+        elif kind == "reloaded":
+            self._reload_error = message[1]
+            self._reloaded.set()
         elif kind == "ready":
             self._replay(message[1])
             self.ready.set()
@@ -228,6 +249,25 @@ def _recording(original: Any, method: str, events: list) -> Any:
     return recording
 
 
+def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no cover - in the child
+    """The child's half of a hot reload (the parent checked the checkpoint already). None, or why not."""
+    from service.profile import calibrate
+    from service.state import load_model
+
+    try:
+        settings = service.settings
+        runner, profile = load_model(settings, path, service.runner.device)
+        for method in ("observe", "observe_head"):
+            setattr(profile, method, _recording(getattr(profile, method), method, events))
+        calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs)
+        if not service.engine.swap_model(runner, profile, 60.0):
+            return "the inference thread did not switch within 60s"
+        service.adopt(path, runner, profile)
+    except Exception as err:  # the old model keeps serving
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
 def child_main(conn: Any, env: dict[str, str]) -> None:  # pragma: no cover - runs in the child process
     """Build the ordinary service (engine in a thread), then turn pipe messages into jobs and answers."""
     import torch
@@ -235,6 +275,7 @@ def child_main(conn: Any, env: dict[str, str]) -> None:  # pragma: no cover - ru
     from service.settings import Settings
     from service.state import build_service
 
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the child's own Metrics are unused: no files from it
     settings = Settings.from_env({**env, "ELASTIC_ENGINE": "thread"})
     try:
         service = build_service(settings)
@@ -278,6 +319,10 @@ def child_main(conn: Any, env: dict[str, str]) -> None:  # pragma: no cover - ru
         if message[0] == "stop":
             loop.remove_reader(conn.fileno())
             loop.run_in_executor(None, engine.stop, message[1]).add_done_callback(lambda _: loop.stop())
+            return
+        if message[0] == "reload":
+            reloading = loop.run_in_executor(None, _reload, service, Path(message[1]), events)
+            reloading.add_done_callback(lambda done: conn.send(("reloaded", done.result())))
             return
         _, job_id, data, shape, deadline, max_mflops, min_confidence, received, top_k = message
         tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)

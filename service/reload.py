@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from models.checkpoint import CheckpointError
+from service.engine_process import EngineProcess
 from service.profile import LatencyProfile, calibrate
 from service.runner import ModelRunner
 from service.state import ServiceState, load_model
@@ -27,6 +28,7 @@ from service.state import ServiceState, load_model
 log = logging.getLogger(__name__)
 
 SWAP_TIMEOUT_S = 60.0  # the inference thread switches after its current batch; far less than this
+CHILD_RELOAD_TIMEOUT_S = 300.0  # ELASTIC_ENGINE=process: the child loads and calibrates again, then switches
 
 
 class ReloadError(Exception):
@@ -98,14 +100,17 @@ def prepare(service: ServiceState, directory: str) -> tuple[Path, ModelRunner, L
 def reload_checkpoint(service: ServiceState, directory: str) -> dict[str, Any]:
     """Prepare `directory`, swap it in between two batches, and describe what is served now."""
     previous = service.checkpoint_path
-    if service.settings.engine == "process":
-        raise ReloadError(409, "reload_unsupported", "hot reload needs ELASTIC_ENGINE=thread; restart the server")
     try:
         path, runner, profile, timings = prepare(service, directory)
     except ReloadError as err:
         log.warning("reload of %s refused, still serving %s: %s", directory, previous, err.message)
         raise
-    if not service.engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
+    engine = service.engine
+    if isinstance(engine, EngineProcess):  # checked here; the child loads and calibrates its own copy, then swaps
+        error = engine.reload(path, profile, CHILD_RELOAD_TIMEOUT_S)
+        if error is not None:
+            raise ReloadError(503, "swap_failed", f"the inference process did not switch: {error}")
+    elif not engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
         raise ReloadError(503, "swap_timeout", f"the inference thread did not switch within {SWAP_TIMEOUT_S:.0f}s")
     service.adopt(path, runner, profile)
     log.info(

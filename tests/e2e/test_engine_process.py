@@ -1,6 +1,6 @@
 """ELASTIC_ENGINE=process: the real server with its model in a child process answers like the default
-one (exits, budgets, top-k, metrics, the live profile), refuses what it cannot do (hot reload), and
-leaves no process behind on SIGTERM."""
+one (exits, budgets, top-k, metrics, the live profile, hot reload) and leaves no process behind on
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import httpx
 import pytest
 from e2e_server import ServerProcess, serve
 from test_serving import JPEG, PNG, answer, classify_json, classify_multipart, classify_raw
+
+from models.pretrained import default_checkpoint
 
 TOKEN = "process-mode-admin-token"
 
@@ -78,12 +80,14 @@ def test_profile_and_metrics_come_from_the_child(client: httpx.Client, model: di
         assert re.search(rf"^{name}", text, re.M), name
 
 
-def test_hot_reload_is_refused_not_attempted(client: httpx.Client) -> None:
-    response = client.post(
-        "/v1/admin/reload", json={"checkpoint": "models/pretrained"}, headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    assert response.status_code == 409 and response.json()["error"] == "reload_unsupported", response.text
-    assert answer(classify_multipart(client))["exit"] == client.get("/v1/model").json()["num_exits"] - 1
+def test_hot_reload_switches_the_child(client: httpx.Client, model: dict) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    bad = client.post("/v1/admin/reload", json={"checkpoint": "/nonexistent"}, headers=headers)
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_checkpoint"  # checked in the parent
+    response = client.post("/v1/admin/reload", json={"checkpoint": str(default_checkpoint())}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["num_exits"] == model["num_exits"]
+    assert answer(classify_multipart(client))["exit"] == model["num_exits"] - 1  # the child serves on
 
 
 def test_sigterm_ends_the_child_too() -> None:
