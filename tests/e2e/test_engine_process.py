@@ -103,3 +103,16 @@ def test_sigterm_ends_the_child_too() -> None:
     for pid in child:  # gone, or a zombie waiting for the (exited) server to reap it
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text().lower()
+
+
+def test_the_thread_engine_still_serves_and_reloads() -> None:
+    # ELASTIC_ENGINE=thread (the default until process mode was measured): no child, same answers
+    with serve(env={"ELASTIC_ENGINE": "thread", "ELASTIC_ADMIN_TOKEN": TOKEN}) as running:
+        assert not children(running.process.pid)
+        with httpx.Client(base_url=running.url, timeout=30.0) as c:
+            info = c.get("/v1/model").json()
+            assert answer(classify_raw(c))["exit"] == info["num_exits"] - 1
+            reload = c.post("/v1/admin/reload", json={"checkpoint": str(default_checkpoint())},
+                            headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert reload.status_code == 200, reload.text
+            assert answer(classify_multipart(c, budget_mflops=info["exits"][0]["anytime_mflops"]))["exit"] == 0
