@@ -86,7 +86,14 @@ class EngineProcess:
         self._process = context.Process(
             target=child_main, args=(child_end, self.env), name="elastic-inference", daemon=True
         )
-        self._process.start()
+        # the child inherits the environment; prometheus_client decides on multiprocess files when first
+        # imported, and the child's own (unused) metrics must not write any: start it without the variable
+        multiproc = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        try:
+            self._process.start()
+        finally:
+            if multiproc is not None:
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc
         child_end.close()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._conn.fileno(), self._receive)
@@ -275,7 +282,6 @@ def child_main(conn: Any, env: dict[str, str]) -> None:  # pragma: no cover - ru
     from service.settings import Settings
     from service.state import build_service
 
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the child's own Metrics are unused: no files from it
     settings = Settings.from_env({**env, "ELASTIC_ENGINE": "thread"})
     try:
         service = build_service(settings)
