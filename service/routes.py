@@ -461,10 +461,16 @@ async def model_info(service: Service) -> ModelInfo:
     )
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
-@router.get("/v2/health/live", summary="Liveness (KServe v2 alias)")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", summary="Liveness: the process and its engine are alive", responses=_error_responses(503))
+@router.get("/v2/health/live", summary="Liveness (KServe v2 alias)", responses=_error_responses(503))
+async def healthz(request: Request) -> Response:
+    # a dead engine (the inference process exited, or the inference thread raised) never comes back by
+    # itself: say so here, so that the orchestrator restarts the server instead of keeping it unready
+    service = getattr(request.app.state, "service", None)
+    error = None if service is None else service.engine.error
+    if error is not None:
+        return JSONResponse({"error": "engine_failed", "detail": f"the engine failed: {error}"}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz", summary="Readiness: model loaded, warmed up and calibrated", responses=_error_responses(503))
@@ -474,7 +480,7 @@ async def readyz(service: Service) -> Response:
     if engine.accepting and not service.shutting_down:
         return JSONResponse({"status": "ready"})
     if engine.error is not None:
-        detail = f"the inference thread failed: {engine.error}"
+        detail = f"the engine failed: {engine.error}"
     elif service.shutting_down:
         detail = "shutting down"
     else:

@@ -4,9 +4,11 @@ SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,12 @@ TOKEN = "process-mode-admin-token"
 def children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(line) for line in out.split()]
+
+
+def inference_child(pid: int) -> int:
+    """The spawned inference process (multiprocessing also starts its resource tracker beside it)."""
+    (child,) = [c for c in children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return child
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,7 @@ def model(client: httpx.Client) -> dict:
 
 
 def test_the_model_runs_in_a_child_process(server: ServerProcess) -> None:
-    assert children(server.process.pid), "no inference process under the server"
+    assert b"multiprocessing" in Path(f"/proc/{inference_child(server.process.pid)}/cmdline").read_bytes()
 
 
 def test_answers_every_way_at_every_exit(client: httpx.Client, model: dict) -> None:
@@ -116,3 +124,21 @@ def test_the_thread_engine_still_serves_and_reloads() -> None:
                             headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
             assert reload.status_code == 200, reload.text
             assert answer(classify_multipart(c, budget_mflops=info["exits"][0]["anytime_mflops"]))["exit"] == 0
+
+
+def test_a_dead_inference_process_fails_liveness_and_requests_cleanly() -> None:
+    with serve(env={"ELASTIC_ENGINE": "process"}) as running:
+        child = inference_child(running.process.pid)
+        with httpx.Client(base_url=running.url, timeout=30.0) as c:
+            assert answer(classify_multipart(c))["budget_met"] is True
+            os.kill(child, signal.SIGKILL)
+            for _ in range(100):  # the server notices the closed pipe on its event loop
+                if c.get("/healthz").status_code == 503:
+                    break
+                time.sleep(0.05)
+            live = c.get("/healthz")
+            assert live.status_code == 503 and live.json()["error"] == "engine_failed", live.text
+            assert c.get("/readyz").status_code == 503
+            refused = classify_multipart(c)
+            assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
+        assert "Traceback" not in running.log()
