@@ -14,8 +14,8 @@ mirror of the profile (for /v1/model and the refusal of budgets below exit 0). M
 between these two processes of ours (never a checkpoint: the child loads that from safetensors).
 
 Hot reload: the parent checks and calibrates the new checkpoint as usual (service.reload), then the
-child loads and calibrates its own copy and switches between two batches. The parent holds a copy of
-the model for its metadata, preprocessing and those checks.
+child loads and calibrates its own copy and switches between two batches. The parent holds a CPU copy
+of the model for its metadata, preprocessing and those checks (service.state.build_service).
 """
 
 from __future__ import annotations

@@ -440,7 +440,7 @@ async def model_info(service: Service) -> ModelInfo:
         name=service.model_name,
         checkpoint=str(service.checkpoint_path),
         dataset=runner.meta.get("dataset"),
-        device=str(runner.device),
+        device=service.device,
         input_size=list(runner.input_size),
         classes=list(runner.classes),
         num_exits=runner.num_exits,

@@ -37,6 +37,9 @@ class ServiceState:
     engine: Engine | EngineProcess
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
+    device: str = (
+        "cpu"  # where the model serves (with ELASTIC_ENGINE=process: in the child; `runner` here is a CPU copy)
+    )
     shutting_down: bool = False  # set on SIGTERM: classify answers 503, /readyz 503 (service.shutdown)
     reloading: bool = False  # an admin reload is loading/calibrating a new checkpoint (service.reload)
     # classify requests being handled and when the last one arrived (event-loop side only: no lock)
@@ -61,7 +64,7 @@ class ServiceState:
         """After a hot reload: describe the model the engine now serves (/v1/model, metrics)."""
         self.checkpoint_path, self.runner, self.profile = path, runner, profile
         self.metrics.safely(self.metrics.model_info.clear)  # one elastic_model_info series: the current model
-        self.metrics.set_model(self.model_name, path.name, str(runner.device), runner.num_exits)
+        self.metrics.set_model(self.model_name, path.name, self.device, runner.num_exits)
 
     def open(self, data: bytes) -> Image.Image:
         """Image bytes → an opened image, its header checked against the limits (nothing decoded yet)."""
@@ -100,7 +103,9 @@ def build_service(settings: Settings) -> ServiceState:
         torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.device)
     path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
-    runner, profile = load_model(settings, path, device)
+    # with the engine in a child process, this process only describes, preprocesses and checks: a CPU copy
+    # (no CUDA context or second copy on the GPU here)
+    runner, profile = load_model(settings, path, torch.device("cpu") if settings.engine == "process" else device)
     metrics = Metrics(runner.num_exits)
     metrics.set_model(str(runner.meta["arch"]["name"]), path.name, str(device), runner.num_exits)
     config = EngineConfig(
@@ -128,6 +133,7 @@ def build_service(settings: Settings) -> ServiceState:
         engine=engine,
         metrics=metrics,
         decode_limiter=anyio.CapacityLimiter(settings.decode_threads),
+        device=str(device),
     )
     service.warm_decode()
     return service
