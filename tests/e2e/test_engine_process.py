@@ -27,6 +27,14 @@ def children(pid: int) -> list[int]:
     return [int(line) for line in out.split()]
 
 
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting to be reaped counts as exited)."""
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True
+
+
 def inference_child(pid: int) -> int:
     """The spawned inference process (multiprocessing also starts its resource tracker beside it)."""
     (child,) = [c for c in children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
@@ -108,9 +116,8 @@ def test_sigterm_ends_the_child_too() -> None:
         assert running.stop() in (0, -signal.SIGTERM)
         log = running.log()
         assert "Application shutdown complete" in log and "Traceback" not in log, log[-3000:]
-    for pid in child:  # gone, or a zombie waiting for the (exited) server to reap it
-        status = Path(f"/proc/{pid}/status")
-        assert not status.exists() or "zombie" in status.read_text().lower()
+    for pid in child:
+        assert gone(pid)
 
 
 def test_the_thread_engine_still_serves_and_reloads() -> None:
@@ -142,3 +149,16 @@ def test_a_dead_inference_process_fails_liveness_and_requests_cleanly() -> None:
             refused = classify_multipart(c)
             assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
         assert "Traceback" not in running.log()
+
+
+def test_a_killed_server_leaves_no_inference_process_behind() -> None:
+    # SIGKILL gives the server no time to stop its child: the child sees its pipe close and ends itself
+    with serve(env={"ELASTIC_ENGINE": "process"}) as running:
+        child = inference_child(running.process.pid)
+        running.process.kill()
+        running.process.wait(10)
+        for _ in range(200):
+            if gone(child):
+                break
+            time.sleep(0.05)
+        assert gone(child), "the inference process outlived its server"
