@@ -7,14 +7,14 @@ from starlette.requests import ClientDisconnect, Request
 from service.errors import ApiError
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it grows past `limit` rather than after buffering it all."""
+async def read_limited(request: Request, limit: int, code: str = "body_too_large") -> bytes:
+    """The body, refusing (413 `code`) as soon as it grows past `limit` rather than after buffering it all."""
     chunks, total = [], 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes")
+                raise ApiError(413, code, f"the body exceeds the limit of {limit} bytes")
             chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away while sending the body") from None

@@ -58,6 +58,16 @@ class InferenceError(RuntimeError):
     """The model failed on a batch."""
 
 
+def refuse_below_exit_0(profile: LatencyProfile, budget: Budget, received: float) -> None:
+    """DeadlineUnmeetableError when `budget` is below what exit 0 typically (its median) needs from the
+    moment the request was received: no retry helps (422 `budget_too_small`)."""
+    if budget.deadline is None:
+        return
+    typical = profile.predict(0, 1, "p50")
+    if received + typical > budget.deadline:
+        raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
+
+
 @dataclass
 class Answer:
     class_id: int
@@ -263,10 +273,8 @@ class Engine:
         deadline = budget.deadline
         if deadline is None:
             return
+        refuse_below_exit_0(self.profile, budget, received)
         now, quantile = self.clock(), self.config.quantile
-        typical = self.profile.predict(0, 1, "p50")
-        if received + typical > deadline:
-            raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
         size = self.config.max_batch_size
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
         full, rest = divmod(ahead, size)

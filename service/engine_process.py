@@ -43,6 +43,7 @@ from service.engine import (
     Job,
     QueueFullError,
     UnavailableError,
+    refuse_below_exit_0,
 )
 from service.policy import Budget
 from service.profile import LatencyProfile
@@ -79,7 +80,7 @@ class EngineProcess:
 
     # -- the Engine interface -------------------------------------------------------------------
 
-    def start(self, calibrate_first: bool = True) -> None:
+    def start(self) -> None:
         """Spawn the child (it loads, warms up and calibrates, then says ready). Call on the event loop."""
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
@@ -113,10 +114,8 @@ class EngineProcess:
 
     def admit(self, budget: Budget, received: float) -> None:
         """Refuse a budget below what exit 0 typically needs (the child decides the rest, on submit)."""
-        if self.reject_unmeetable and budget.deadline is not None:
-            typical = self.profile.predict(0, 1, "p50")
-            if received + typical > budget.deadline:
-                raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
+        if self.reject_unmeetable:
+            refuse_below_exit_0(self.profile, budget, received)
 
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         if self._closed or self.error is not None:
@@ -129,9 +128,6 @@ class EngineProcess:
         budget = job.budget
         self._outbox.put(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline,
                           budget.max_mflops, budget.min_confidence, job.received, job.top_k))  # fmt: skip
-
-    def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
-        return False  # the child needs the checkpoint's path: service.reload calls `reload`
 
     def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
         """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the
@@ -248,12 +244,16 @@ class _Recorder:
         return record
 
 
-def _recording(original: Any, method: str, events: list) -> Any:
-    def recording(*args: Any) -> None:
-        original(*args)
-        events.append(("profile", method, args))
+def _relay_profile(profile: LatencyProfile, events: list) -> None:
+    """Keep every observation of `profile` in `events` too, for the parent's mirror of it."""
+    for method in ("observe", "observe_head"):
+        original = getattr(profile, method)
 
-    return recording
+        def recording(*args: Any, _original: Any = original, _method: str = method) -> None:
+            _original(*args)
+            events.append(("profile", _method, args))
+
+        setattr(profile, method, recording)
 
 
 def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no cover - in the child
@@ -264,8 +264,7 @@ def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no
     try:
         settings = service.settings
         runner, profile = load_model(settings, path, service.runner.device)
-        for method in ("observe", "observe_head"):
-            setattr(profile, method, _recording(getattr(profile, method), method, events))
+        _relay_profile(profile, events)
         calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs)
         if not service.engine.swap_model(runner, profile, 60.0):
             return "the inference thread did not switch within 60s"
@@ -291,8 +290,7 @@ def child_main(conn: Any, env: dict[str, str]) -> None:  # pragma: no cover - ru
     events: list = []
     engine, profile = service.engine, service.profile
     engine.observer = _Recorder(events)
-    for method in ("observe", "observe_head"):  # the parent's mirror of the profile sees what this one sees
-        setattr(profile, method, _recording(getattr(profile, method), method, events))
+    _relay_profile(profile, events)
 
     def take() -> list:
         taken = events[:]  # appended to by the inference thread: take what is there, then drop as much

@@ -60,6 +60,8 @@ class LatencyProfile:
         # observes and predicts a few times per stage)
         self._samples: dict[tuple[str, int, int], deque[float]] = {key: deque() for key in keys}
         self._sorted: dict[tuple[str, int, int], list[float]] = {key: [] for key in keys}
+        # where a prediction for each bucket looks: the bucket itself first, then the nearest ones
+        self._nearest = {t: sorted(self.buckets, key=lambda b, t=t: abs(b - t)) for t in self.buckets}
         self._lock = threading.Lock()
 
     def bucket(self, batch_size: int) -> int:
@@ -103,7 +105,7 @@ class LatencyProfile:
         """An empty bucket borrows the nearest measured one, scaled by batch size when that is larger."""
         target, q = self.bucket(batch_size), QUANTILES[quantile]
         with self._lock:
-            for b in sorted(self.buckets, key=lambda b: abs(b - target)):  # the target itself first
+            for b in self._nearest[target]:
                 ordered = self._sorted[(part, exit_index, b)]
                 if ordered:
                     return _quantile(ordered, predictable_quantile(q, len(ordered))) * max(1.0, target / b)

@@ -106,7 +106,11 @@ def _openapi_raw() -> dict[str, Any]:
 # -- body reading and parsing ------------------------------------------------------------------------
 
 
-def _check_content_length(request: Request, limit: int) -> None:
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _check_content_length(request: Request, limit: int, code: str = "body_too_large") -> None:
     raw = request.headers.get("content-length")
     if raw is None:
         return
@@ -115,7 +119,7 @@ def _check_content_length(request: Request, limit: int) -> None:
     except ValueError:
         raise ApiError(400, "bad_content_length", f"Content-Length {raw!r} is not a number") from None
     if length > limit:
-        raise ApiError(413, "body_too_large", f"the body is {length} bytes; the limit is {limit}")
+        raise ApiError(413, code, f"the body is {length} bytes; the limit is {limit}")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -280,7 +284,7 @@ def _budget(options: ClassifyOptions, settings: Any, received: float) -> tuple[f
 
 async def _read_form_or_json(request: Request, settings: Any, context: dict[str, Any]) -> tuple[bytes, ClassifyOptions]:
     """/v1/classify: the image and the options from a multipart form or a JSON body."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type not in ("multipart/form-data", "application/json"):
         raise ApiError(
             415,
@@ -296,7 +300,7 @@ async def _read_form_or_json(request: Request, settings: Any, context: dict[str,
 
 
 def _check_raw_media_type(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type not in RAW_MEDIA_TYPES:
         raise ApiError(
             415,
@@ -308,16 +312,8 @@ def _check_raw_media_type(request: Request) -> None:
 
 async def _read_raw_image(request: Request, max_bytes: int) -> bytes:
     """/v1/classify/raw: the body is the image, limited to max_image_bytes."""
-    raw_length = request.headers.get("content-length")
-    if raw_length is not None and raw_length.isdigit() and int(raw_length) > max_bytes:
-        raise ApiError(413, "image_too_large", f"the image is {int(raw_length)} bytes; the limit is {max_bytes}")
-    _check_content_length(request, max_bytes)  # a Content-Length that is not a number: 400
-    try:
-        data = await read_limited(request, max_bytes)
-    except ApiError as err:
-        if err.code == "body_too_large":
-            raise ApiError(413, "image_too_large", f"the image exceeds the limit of {max_bytes} bytes") from None
-        raise
+    _check_content_length(request, max_bytes, code="image_too_large")
+    data = await read_limited(request, max_bytes, code="image_too_large")
     if not data:
         raise ApiError(400, "empty_image", "the request body is empty; send the image file as the body")
     return data
