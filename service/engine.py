@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -83,6 +84,20 @@ class Answer:
     runner: Any = None  # the runner that answered: labels come from it even if a reload swapped the model since
 
 
+def handed_over(answer: Answer, job: Job, now: float) -> Answer:
+    """`answer` as its request's handler takes it at `now` (on the event loop): latency, `budget_met` and
+    slack counted to that moment. The engine stamps an answer when its exit is read; the hand-off to the
+    loop (a thread wake-up, or with the process engine a pipe message) comes after, and a client waits
+    for it too, so the response and the metrics count it."""
+    deadline = job.budget.deadline
+    return dataclasses.replace(
+        answer,
+        latency_s=now - job.received,
+        budget_met=deadline is None or now <= deadline,
+        slack_s=None if deadline is None else deadline - now,
+    )
+
+
 @dataclass
 class Arrival:
     """A request announced as on its way to the engine (see `Engine.arriving`)."""
@@ -108,13 +123,13 @@ class Job:
 
 
 class Observer(Protocol):
-    """Where the engine reports what happened (metrics). Failures here are logged and ignored."""
+    """Where the engine reports what happened (metrics). Failures here are logged and ignored. Answers are
+    counted by the request handler, once handed over (`handed_over`), not here."""
 
     def stage(self, index: int, batch_size: int, seconds: float) -> None: ...
     def batch(self, size: int) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def queued(self, depth: int) -> None: ...
-    def answered(self, answer: Answer, budget: Budget) -> None: ...
 
 
 @dataclass
@@ -585,7 +600,6 @@ class Engine:
             top_k=top,
             runner=self.runner,
         )
-        self._observe("answered", answer, job.budget)  # first: the woken event loop then finds the GIL free sooner
         channel = self._settle(job.future, answer=answer, wake=False)
         if channel is not None:
             self._unwoken.add(channel)

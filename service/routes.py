@@ -29,6 +29,7 @@ from service.engine import (
     Job,
     QueueFullError,
     UnavailableError,
+    handed_over,
 )
 from service.errors import ApiError, field_errors, summary
 from service.imaging import ImageError
@@ -373,6 +374,8 @@ async def _classify(
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
 
+    answer = handed_over(answer, job, engine.clock())  # the hand-off to this loop counts: the client waits for it
+    service.metrics.safely(lambda: service.metrics.answered(answer, budget))
     runner = answer.runner or runner  # the model that answered, even if a reload swapped it meanwhile
     classes = runner.classes
     return ClassifyResponse(

@@ -24,6 +24,7 @@ from service.engine import (
     Job,
     QueueFullError,
     UnavailableError,
+    handed_over,
 )
 from service.policy import Budget, Reason
 from service.profile import LatencyProfile
@@ -518,3 +519,18 @@ def test_stage_0_is_timed_with_the_batch_copy(checkpoint: Checkpoint) -> None:
     run(engine, [Budget()])
     # exit 0 at batch 1: the calibrated 10 ms and this pass's 13 ms (no head read for it: 0 ms)
     assert engine.profile.snapshot()[0]["1"]["p99_ms"] == pytest.approx(13.0)
+
+
+def test_an_answer_handed_over_late_counts_the_hand_off() -> None:
+    # stamped by the engine at 1000.004 s, within a 5 ms budget; the handler takes it at 1000.006 s
+    answer = Answer(class_id=3, confidence=0.9, exit_index=2, mflops=1.0, latency_s=0.004, queue_s=0.0,
+                    budget_met=True, reason=Reason.FINAL, slack_s=0.001)  # fmt: skip
+    job = Job(None, Budget(deadline=1000.005), 1000.0, None)  # type: ignore[arg-type]
+    late = handed_over(answer, job, 1000.006)
+    assert late.latency_s == pytest.approx(0.006) and late.budget_met is False
+    assert late.slack_s == pytest.approx(-0.001)
+    assert (late.class_id, late.exit_index, late.reason) == (3, 2, Reason.FINAL)  # the answer itself unchanged
+    on_time = handed_over(answer, job, 1000.0045)
+    assert on_time.budget_met is True and on_time.slack_s == pytest.approx(0.0005)
+    no_deadline = handed_over(answer, Job(None, Budget(), 1000.0, None), 1000.2)  # type: ignore[arg-type]
+    assert no_deadline.budget_met is True and no_deadline.slack_s is None

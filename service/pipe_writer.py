@@ -1,0 +1,120 @@
+"""Messages down a pipe from an event loop: written at once when that cannot block, else by a thread.
+
+Why not always a thread: handing each message to a writer thread costs a thread wake-up and a GIL
+hand-off per request (measured here: about 60 µs of a 0.28 ms round trip to the inference process, at
+concurrency 1), and under load every such hand-off is one more contender for the GIL. Why not always
+at once: a full pipe (a busy child) would block the event loop and every request on it. So the caller
+tries a non-blocking write; what does not fit (all of it, or the rest of a message) goes to the thread,
+which writes it, and everything sent after it, in order.
+
+Each message is a pickle behind its length (8 bytes, big-endian); `read_message` reads one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pickle
+import queue
+import struct
+import threading
+from typing import Any
+
+HEADER = struct.Struct("!Q")
+PIPE_CAPACITY = 1 << 20  # Linux's default limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
+
+
+def grow_pipe(fd: int, capacity: int = PIPE_CAPACITY) -> None:
+    """Ask for a bigger pipe (Linux): more room for bursts before anyone waits."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, capacity)
+
+
+def read_message(fd: int) -> Any:
+    """Read one message written by a `PipeWriter` (blocking); EOFError once the writer has closed."""
+    (size,) = HEADER.unpack(_read_exactly(fd, HEADER.size))
+    return pickle.loads(_read_exactly(fd, size))  # between two processes of ours, never a checkpoint
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            raise EOFError("the pipe was closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class PipeWriter:
+    """Send picklable messages down the pipe `fd` (its write end) without blocking the caller."""
+
+    def __init__(self, fd: int, name: str = "elastic-pipe-writer") -> None:
+        self.fd = fd
+        grow_pipe(fd)
+        self._write_lock = threading.Lock()  # one writer at a time: messages never interleave
+        self._count_lock = threading.Lock()  # guards _queued; never held across I/O
+        self._queued = 0  # handed to the thread and not fully written yet
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.direct = 0  # messages the caller wrote whole itself (for tests and experiments)
+        self.closed = False
+        self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
+        self._thread.start()
+
+    def send(self, message: Any) -> None:
+        """Write `message` now as far as the pipe takes it without blocking; the thread writes the rest."""
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        data = HEADER.pack(len(data)) + data
+        if self._write_lock.acquire(blocking=False):
+            try:
+                with self._count_lock:
+                    behind = self._queued > 0
+                if not behind:  # nothing queued or half written: this message may go first
+                    written = self._write_some(data)
+                    if written is None or written == len(data):
+                        self.direct += written is not None
+                        return
+                    data = data[written:]  # its rest goes to the thread, first in line
+                    self._hand_over(data)
+                    return
+            finally:
+                self._write_lock.release()
+        self._hand_over(data)
+
+    def close(self) -> None:
+        """Stop the thread once it has written what is queued, then close the pipe."""
+        self._queue.put(None)
+
+    def _hand_over(self, data: bytes) -> None:
+        with self._count_lock:
+            self._queued += 1
+        self._queue.put(data)
+
+    def _write_some(self, data: bytes) -> int | None:
+        """Write lock held: as much of `data` as fits now; None once the reader is gone."""
+        os.set_blocking(self.fd, False)
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:  # the reader is gone: whoever reads the other pipe sees it end
+            return None
+        finally:
+            os.set_blocking(self.fd, True)
+
+    def _drain(self) -> None:
+        while (data := self._queue.get()) is not None:
+            with self._write_lock:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(self.fd, view) :]  # blocking: a full pipe waits here, not the loop
+                except OSError:
+                    pass  # the reader is gone; keep counting so that callers never wait on us
+                with self._count_lock:
+                    self._queued -= 1
+        self.closed = True
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
