@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from service.handoff import LoopChannel
+from service.handoff_estimate import HandoffEstimate
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
-from service.profile import LatencyProfile, calibrate
+from service.profile import QUANTILES, LatencyProfile, calibrate
 from service.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,10 @@ class Engine:
         self._unwoken: set[LoopChannel] = set()  # inference thread: answers posted, loop not woken yet
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
+        self._handoff = HandoffEstimate(QUANTILES[self.config.quantile])
+        # kept before every deadline on top of the response margin: how long answers take to reach their
+        # handlers lately (set by `observe_handoff`, or by the process engine's parent)
+        self.handoff_s = 0.0
         self.ready = threading.Event()
         self.error: BaseException | None = None
 
@@ -261,6 +266,15 @@ class Engine:
             self._wakeup.set()
         self._observe("queued", depth)
 
+    def observe_handoff(self, seconds: float) -> None:
+        """The event loop: an answer reached its handler `seconds` after the engine made it."""
+        self.handoff_s = self._handoff.observe(seconds)
+
+    @property
+    def margin_s(self) -> float:
+        """Room kept before a deadline when going deeper: the response margin and the recent hand-off."""
+        return self.config.margin_s + self.handoff_s
+
     def admit(self, budget: Budget, received: float) -> None:
         """Raise if a request received at `received` with `budget` would be refused now (see `_admit`).
 
@@ -283,7 +297,8 @@ class Engine:
         interrupted. Refusing on arrival costs the client a retry; admitting it would cost its own late answer
         and the compute that the requests behind it need.
 
-        No margin here (deeper exits keep one): only a request predicted to be late is refused.
+        No response margin here (deeper exits keep one): only a request predicted to be late is refused,
+        counting the time answers take to reach their handlers lately (`handoff_s`).
         """
         deadline = budget.deadline
         if deadline is None:
@@ -295,11 +310,13 @@ class Engine:
         full, rest = divmod(ahead, size)
         backlog = full * self.profile.predict(0, size, quantile) if full else 0.0
         running = max(0.0, self._busy_until - now)  # the stage running now ends before anything else starts
-        if now + running + backlog + self.profile.predict(0, rest + 1, quantile) > deadline:
+        handoff = self.handoff_s
+        if now + running + backlog + self.profile.predict(0, rest + 1, quantile) + handoff > deadline:
             raise BacklogError(
                 f"{1e3 * (now - received):.1f} ms have passed since it arrived, the stage running now needs "
-                f"{1e3 * running:.1f} ms more, and {ahead} requests are queued ahead of it, whose first exits "
-                f"alone take {1e3 * backlog:.1f} ms"
+                f"{1e3 * running:.1f} ms more, {ahead} requests are queued ahead of it, whose first exits "
+                f"alone take {1e3 * backlog:.1f} ms, and answers take {1e3 * handoff:.1f} ms to reach their "
+                "handlers now"
             )
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -408,7 +425,7 @@ class Engine:
                 size = min(len(self._heap) + 1, cfg.max_batch_size)
                 stage_s = [profile.predict_stage(k, size, cfg.quantile) for k in range(profile.num_exits)]
                 head_s = [profile.predict_head(k, size, cfg.quantile) for k in range(profile.num_exits)]
-                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, cfg.margin_s)
+                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, self.margin_s)
                 timeout = min(window_end - now, spare)
                 if timeout <= 0 or not self._sleep(timeout):
                     break
@@ -453,7 +470,7 @@ class Engine:
             self._observe("queue_wait", start - job.enqueued)
         if cfg.reject_unmeetable:  # as on arrival: a request that waited too long for exit 0 is refused
             first_s = self.predicted_first_s(len(batch))
-            late = [j for j in batch if not first_exit_fits(j.budget, start, first_s, 0.0)]
+            late = [j for j in batch if not first_exit_fits(j.budget, start, first_s, self.handoff_s)]
             for job in late:
                 waited = 1e3 * (start - job.enqueued)
                 error = BacklogError(f"it waited {waited:.1f} ms in the queue; exit 0 no longer fits")
@@ -573,13 +590,13 @@ class Engine:
                 return True
             deadline, waiting = self._heap[0].budget.deadline, min(len(self._heap), self.config.max_batch_size)
         first_s = self.profile.predict(0, waiting, self.config.quantile)
-        return queue_allows(now, step_s, deadline, first_s, self.config.margin_s)
+        return queue_allows(now, step_s, deadline, first_s, self.margin_s)
 
     def _decide(
         self, k: int, job: Job, confidence: float | None, now: float, predicted_next_s: float, next_mflops: float
     ) -> Reason:
         return decide(
-            k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self.config.margin_s
+            k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self.margin_s
         )
 
     def _answer(

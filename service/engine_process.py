@@ -44,6 +44,7 @@ from service.engine import (
     UnavailableError,
     refuse_below_exit_0,
 )
+from service.handoff_estimate import HandoffEstimate
 from service.pipe_writer import PipeWriter, grow_pipe, read_message
 from service.policy import Budget
 from service.profile import LatencyProfile
@@ -58,13 +59,14 @@ class EngineProcess:
     """The parent's side: the interface of `service.engine.Engine`, served by a child process."""
 
     def __init__(self, env: dict[str, str], profile: LatencyProfile, queue_limit: int, reject_unmeetable: bool,
-                 observer: Any = None) -> None:  # fmt: skip
+                 observer: Any = None, handoff_quantile: float = 0.99) -> None:  # fmt: skip
         self.env = env  # ELASTIC_* settings for the child (Settings.to_env)
         self.profile = profile  # a mirror, fed by the child's observations
         self.queue_limit = queue_limit
         self.reject_unmeetable = reject_unmeetable
         self.observer = observer
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
+        self._handoff = HandoffEstimate(handoff_quantile)  # measured here, travels to the child with each job
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._pending: dict[int, asyncio.Future] = {}
@@ -121,6 +123,10 @@ class EngineProcess:
         if self.reject_unmeetable:
             refuse_below_exit_0(self.profile, budget, received)
 
+    def observe_handoff(self, seconds: float) -> None:
+        """An answer reached its handler `seconds` after the child made it (pipe and event loop)."""
+        self._handoff.observe(seconds)
+
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         if self._closed or self.error is not None:
             raise UnavailableError("the server is shutting down" if self._closed else f"{self.error}")
@@ -130,8 +136,8 @@ class EngineProcess:
         self._pending[job_id] = job.future
         tensor = job.tensor.float().contiguous()
         budget = job.budget
-        self._send(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline,
-                    budget.max_mflops, budget.min_confidence, job.received, job.top_k))  # fmt: skip
+        self._send(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline, budget.max_mflops,
+                    budget.min_confidence, job.received, job.top_k, self._handoff.seconds))  # fmt: skip
 
     def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
         """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the
@@ -336,7 +342,8 @@ def child_main(inbox: Any, outbox: Any, env: dict[str, str]) -> None:  # pragma:
             reloading = loop.run_in_executor(None, _reload, service, Path(message[1]), events)
             reloading.add_done_callback(lambda done: outbox.send(("reloaded", done.result())))
             return
-        _, job_id, data, shape, deadline, max_mflops, min_confidence, received, top_k = message
+        _, job_id, data, shape, deadline, max_mflops, min_confidence, received, top_k, handoff_s = message
+        engine.handoff_s = handoff_s  # the parent's latest estimate: the child's answers reach handlers that late
         tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
         budget = Budget(deadline=deadline, max_mflops=max_mflops, min_confidence=min_confidence)
         job = Job(tensor, budget, received, loop.create_future(), top_k=top_k)

@@ -374,7 +374,9 @@ async def _classify(
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
 
-    answer = handed_over(answer, job, engine.clock())  # the hand-off to this loop counts: the client waits for it
+    now = engine.clock()  # the hand-off to this loop counts: the client waits for it, and the engine keeps room for it
+    engine.observe_handoff(now - (job.received + answer.latency_s))
+    answer = handed_over(answer, job, now)
     service.metrics.safely(lambda: service.metrics.answered(answer, budget))
     runner = answer.runner or runner  # the model that answered, even if a reload swapped it meanwhile
     classes = runner.classes
