@@ -181,10 +181,9 @@ class Engine:
         self._unwoken: set[LoopChannel] = set()  # inference thread: answers posted, loop not woken yet
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
-        self._handoff = HandoffEstimate(QUANTILES[self.config.quantile])
-        # kept before every deadline on top of the response margin: how long answers take to reach their
-        # handlers lately (set by `observe_handoff`, or by the process engine's parent)
-        self.handoff_s = 0.0
+        self._handoff = HandoffEstimate(QUANTILES[self.config.quantile], self.clock)
+        # with the process engine the parent measures hand-offs and sends its estimate here with each job
+        self.handoff_from_parent: float | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
 
@@ -268,7 +267,14 @@ class Engine:
 
     def observe_handoff(self, seconds: float) -> None:
         """The event loop: an answer reached its handler `seconds` after the engine made it."""
-        self.handoff_s = self._handoff.observe(seconds)
+        self._handoff.observe(seconds)
+
+    @property
+    def handoff_s(self) -> float:
+        """Kept before every deadline on top of the response margin: how long answers take to reach their
+        handlers lately (a recent quantile, see service.handoff_estimate)."""
+        parent = self.handoff_from_parent
+        return self._handoff.seconds if parent is None else parent
 
     @property
     def margin_s(self) -> float:

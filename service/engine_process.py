@@ -127,6 +127,10 @@ class EngineProcess:
         """An answer reached its handler `seconds` after the child made it (pipe and event loop)."""
         self._handoff.observe(seconds)
 
+    @property
+    def handoff_s(self) -> float:
+        return self._handoff.seconds
+
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         if self._closed or self.error is not None:
             raise UnavailableError("the server is shutting down" if self._closed else f"{self.error}")
@@ -343,7 +347,7 @@ def child_main(inbox: Any, outbox: Any, env: dict[str, str]) -> None:  # pragma:
             reloading.add_done_callback(lambda done: outbox.send(("reloaded", done.result())))
             return
         _, job_id, data, shape, deadline, max_mflops, min_confidence, received, top_k, handoff_s = message
-        engine.handoff_s = handoff_s  # the parent's latest estimate: the child's answers reach handlers that late
+        engine.handoff_from_parent = handoff_s  # the child's answers reach their handlers this late lately
         tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
         budget = Budget(deadline=deadline, max_mflops=max_mflops, min_confidence=min_confidence)
         job = Job(tensor, budget, received, loop.create_future(), top_k=top_k)

@@ -454,6 +454,7 @@ async def model_info(service: Service) -> ModelInfo:
             "default_budget_ms": settings.default_budget_ms,
             "max_budget_ms": settings.max_budget_ms,
             "response_margin_ms": settings.response_margin_ms,
+            "handoff_ms": round(service.engine.handoff_s * 1e3, 4),
             "profile_quantile": settings.profile_quantile,
             "reject_unmeetable": settings.reject_unmeetable,
             "max_image_bytes": settings.max_image_bytes,
