@@ -140,6 +140,7 @@ class EngineConfig:
     queue_limit: int = 256
     margin_s: float = 0.0005
     quantile: str = "p99"
+    handoff_quantile: str | None = "p50"  # see `Engine.handoff_s`; None: keep no room for the hand-off
     reject_unmeetable: bool = False
     warmup_runs: int = 3
     calibration_runs: int = 20
@@ -181,7 +182,8 @@ class Engine:
         self._unwoken: set[LoopChannel] = set()  # inference thread: answers posted, loop not woken yet
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
-        self._handoff = HandoffEstimate(QUANTILES[self.config.quantile], self.clock)
+        quantile = self.config.handoff_quantile
+        self._handoff = None if quantile is None else HandoffEstimate(QUANTILES[quantile], self.clock)
         # with the process engine the parent measures hand-offs and sends its estimate here with each job
         self.handoff_from_parent: float | None = None
         self.ready = threading.Event()
@@ -267,14 +269,16 @@ class Engine:
 
     def observe_handoff(self, seconds: float) -> None:
         """The event loop: an answer reached its handler `seconds` after the engine made it."""
-        self._handoff.observe(seconds)
+        if self._handoff is not None:
+            self._handoff.observe(seconds)
 
     @property
     def handoff_s(self) -> float:
         """Kept before every deadline on top of the response margin: how long answers take to reach their
         handlers lately (a recent quantile, see service.handoff_estimate)."""
-        parent = self.handoff_from_parent
-        return self._handoff.seconds if parent is None else parent
+        if self.handoff_from_parent is not None:
+            return self.handoff_from_parent
+        return 0.0 if self._handoff is None else self._handoff.seconds
 
     @property
     def margin_s(self) -> float:

@@ -59,14 +59,15 @@ class EngineProcess:
     """The parent's side: the interface of `service.engine.Engine`, served by a child process."""
 
     def __init__(self, env: dict[str, str], profile: LatencyProfile, queue_limit: int, reject_unmeetable: bool,
-                 observer: Any = None, handoff_quantile: float = 0.99) -> None:  # fmt: skip
+                 observer: Any = None, handoff_quantile: float | None = 0.5) -> None:  # fmt: skip
         self.env = env  # ELASTIC_* settings for the child (Settings.to_env)
         self.profile = profile  # a mirror, fed by the child's observations
         self.queue_limit = queue_limit
         self.reject_unmeetable = reject_unmeetable
         self.observer = observer
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
-        self._handoff = HandoffEstimate(handoff_quantile)  # measured here, travels to the child with each job
+        # measured here, travels to the child with each job; None: keep no room for the hand-off
+        self._handoff = None if handoff_quantile is None else HandoffEstimate(handoff_quantile)
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._pending: dict[int, asyncio.Future] = {}
@@ -125,11 +126,12 @@ class EngineProcess:
 
     def observe_handoff(self, seconds: float) -> None:
         """An answer reached its handler `seconds` after the child made it (pipe and event loop)."""
-        self._handoff.observe(seconds)
+        if self._handoff is not None:
+            self._handoff.observe(seconds)
 
     @property
     def handoff_s(self) -> float:
-        return self._handoff.seconds
+        return 0.0 if self._handoff is None else self._handoff.seconds
 
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         if self._closed or self.error is not None:
@@ -141,7 +143,7 @@ class EngineProcess:
         tensor = job.tensor.float().contiguous()
         budget = job.budget
         self._send(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline, budget.max_mflops,
-                    budget.min_confidence, job.received, job.top_k, self._handoff.seconds))  # fmt: skip
+                    budget.min_confidence, job.received, job.top_k, self.handoff_s))  # fmt: skip
 
     def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
         """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the

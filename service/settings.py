@@ -57,6 +57,10 @@ class Settings(BaseModel):
     # kept free before a deadline when going deeper; with p99 predictions 0.5 ms covers the rest (on the
     # H200 the whole path takes about 1 ms, so 1 ms cost tight budgets their deeper exits)
     response_margin_ms: float = Field(0.5, ge=0, le=10_000, allow_inf_nan=False)
+    # room kept, on top of that margin, for answers to reach their handlers (a thread wake-up, or the pipe
+    # from the inference process and a busy event loop): this quantile of the last second's hand-offs
+    # (service.handoff_estimate); off: none
+    handoff_quantile: Literal["off", "p50", "p95", "p99"] = "p50"
 
     # latency profile
     # p99: on a shared CPU the stage times under load have long tails (GIL and core contention); with

@@ -114,6 +114,7 @@ def build_service(settings: Settings) -> ServiceState:
         queue_limit=settings.queue_limit,
         margin_s=settings.response_margin_ms / 1e3,
         quantile=settings.profile_quantile,
+        handoff_quantile=None if settings.handoff_quantile == "off" else settings.handoff_quantile,
         reject_unmeetable=settings.reject_unmeetable,
         warmup_runs=settings.warmup_runs,
         calibration_runs=settings.calibration_runs,
@@ -124,7 +125,7 @@ def build_service(settings: Settings) -> ServiceState:
     if settings.engine == "process":  # the model runs in a child; this copy only describes and preprocesses
         engine = EngineProcess(
             settings.to_env(), profile, settings.queue_limit, settings.reject_unmeetable, metrics,
-            handoff_quantile=QUANTILES[settings.profile_quantile],
+            handoff_quantile=None if config.handoff_quantile is None else QUANTILES[config.handoff_quantile],
         )  # fmt: skip
     else:
         engine = Engine(runner, profile, config, observer=metrics)
