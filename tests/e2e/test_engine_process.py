@@ -86,6 +86,7 @@ def test_profile_and_metrics_come_from_the_child(client: httpx.Client, model: di
     answer(classify_multipart(client))
     info = client.get("/v1/model").json()
     assert info["ready"] is True
+    assert info["serving"]["handoff_ms"] > 0  # the way back from the child, measured by the handler
     # calibration and served requests ran in the child; the parent's mirror shows them
     assert all(exit_info["latency"]["1"]["samples"] >= 1 for exit_info in info["exits"])
     text = client.get("/metrics").text

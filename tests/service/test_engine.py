@@ -534,3 +534,33 @@ def test_an_answer_handed_over_late_counts_the_hand_off() -> None:
     assert on_time.budget_met is True and on_time.slack_s == pytest.approx(0.0005)
     no_deadline = handed_over(answer, Job(None, Budget(), 1000.0, None), 1000.2)  # type: ignore[arg-type]
     assert no_deadline.budget_met is True and no_deadline.slack_s is None
+
+
+def test_the_engine_keeps_room_for_the_hand_off(checkpoint: Checkpoint) -> None:
+    # exit k answers at t0 + (k + 1) * 10 ms: a 25 ms budget reaches exit 1, unless answers take 8 ms more
+    # to reach their handlers (20 + 8 > 25); exit 0 still fits (10 + 8)
+    engine, clock, _ = make_engine(checkpoint)
+    assert run(engine, [Budget(deadline=clock.now + 0.025)])[0].exit_index == 1
+    engine, clock, _ = make_engine(checkpoint)
+    for _ in range(20):
+        engine.observe_handoff(0.008)
+    assert engine.handoff_s == pytest.approx(0.008) and engine.margin_s == pytest.approx(0.008)
+    (answer,) = run(engine, [Budget(deadline=clock.now + 0.025)])
+    assert answer.exit_index == 0 and answer.reason is Reason.DEADLINE
+
+
+def test_admission_counts_the_hand_off(checkpoint: Checkpoint) -> None:
+    engine, clock, _ = make_engine(checkpoint, reject_unmeetable=True)
+    t0 = clock.now
+    engine.admit(Budget(deadline=t0 + 0.015), t0)  # exit 0 answers after 10 ms
+    for _ in range(20):
+        engine.observe_handoff(0.008)  # and reaches its handler 8 ms later: too late for 15 ms
+    with pytest.raises(BacklogError, match="to reach their handlers"):
+        engine.admit(Budget(deadline=t0 + 0.015), t0)
+    engine.admit(Budget(deadline=t0 + 0.019), t0)
+
+
+def test_no_room_for_the_hand_off_when_switched_off(checkpoint: Checkpoint) -> None:
+    engine, _, _ = make_engine(checkpoint, handoff_quantile=None)
+    engine.observe_handoff(0.008)
+    assert engine.handoff_s == 0.0
