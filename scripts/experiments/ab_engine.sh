@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of server settings in one session (docs/performance.md): for each round and each setting, start
-# `elastic serve` with it, measure saturation (closed loop, 32 clients), then open-loop points at RATE
-# for each budget, and print one line per point. Rounds alternate the settings, because this VM drifts.
+# `elastic serve` with it, measure concurrency 1 (no budget, 2 ms, 3 ms), saturation (closed loop, 32
+# clients), then open-loop points at RATE for each budget, and print one line per point. Rounds
+# alternate the settings, because this VM drifts.
 #
 #   scripts/experiments/ab_engine.sh 2 300 "ELASTIC_ENGINE=thread" "ELASTIC_ENGINE=process"
 #   BUDGETS=5,8,15 N=800 scripts/experiments/ab_engine.sh 2 250 "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.1" "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.02"
@@ -18,6 +19,9 @@ for _ in $(seq 1 "$rounds"); do
         server=$!
         for _ in $(seq 120); do sleep 0.5; curl -sf "localhost:$port/readyz" >/dev/null && break; done
         url="http://127.0.0.1:$port/v1/classify"
+        .venv/bin/elastic bench load --url "$url" --data "$data" --budgets none,2,3 --concurrency 1 --requests 400 \
+            --time-limit 20 2>&1 | grep "^| closed" |
+            awk -F'|' -v s="$setting" '{printf "[%s] c=1 budget %s: p50 %s ms, refused %s, in budget %s (client %s)\n", s, $3, $11, $6, $8, $9}'
         sat=$(.venv/bin/elastic bench load --url "$url" --data "$data" --budgets none --concurrency 32 \
             --requests 2000 --time-limit 15 2>&1 | tail -1 | awk -F'|' '{print $14}')
         .venv/bin/elastic bench load --url "$url" --data "$data" --budgets "${BUDGETS:-4,5,8}" --mode open \
