@@ -70,6 +70,24 @@ def refuse_below_exit_0(profile: LatencyProfile, budget: Budget, received: float
         raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
 
 
+def refuse_backlog(
+    profile: LatencyProfile, quantile: str, max_batch_size: int, ahead: int, running_s: float, handoff_s: float,
+    now: float, received: float, deadline: float,
+) -> None:  # fmt: skip
+    """BacklogError when exit 0 of a request with `deadline` cannot reach its handler in time now: after
+    the stage running now (`running_s` more), the first exits of the `ahead` requests queued before it
+    (in batches of `max_batch_size`), its own exit 0 (the profile's `quantile`) and the hand-off."""
+    full, rest = divmod(ahead, max_batch_size)
+    backlog = full * profile.predict(0, max_batch_size, quantile) if full else 0.0
+    if now + running_s + backlog + profile.predict(0, rest + 1, quantile) + handoff_s > deadline:
+        raise BacklogError(
+            f"{1e3 * (now - received):.1f} ms have passed since it arrived, the stage running now needs "
+            f"{1e3 * running_s:.1f} ms more, {ahead} requests are queued ahead of it, whose first exits "
+            f"alone take {1e3 * backlog:.1f} ms, and answers take {1e3 * handoff_s:.1f} ms to reach their "
+            "handlers now"
+        )
+
+
 @dataclass
 class Answer:
     class_id: int
@@ -314,20 +332,12 @@ class Engine:
         if deadline is None:
             return
         refuse_below_exit_0(self.profile, budget, received)
-        now, quantile = self.clock(), self.config.quantile
-        size = self.config.max_batch_size
+        now = self.clock()
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
-        full, rest = divmod(ahead, size)
-        backlog = full * self.profile.predict(0, size, quantile) if full else 0.0
         running = max(0.0, self._busy_until - now)  # the stage running now ends before anything else starts
-        handoff = self.handoff_s
-        if now + running + backlog + self.profile.predict(0, rest + 1, quantile) + handoff > deadline:
-            raise BacklogError(
-                f"{1e3 * (now - received):.1f} ms have passed since it arrived, the stage running now needs "
-                f"{1e3 * running:.1f} ms more, {ahead} requests are queued ahead of it, whose first exits "
-                f"alone take {1e3 * backlog:.1f} ms, and answers take {1e3 * handoff:.1f} ms to reach their "
-                "handlers now"
-            )
+        cfg = self.config
+        refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, running, self.handoff_s, now, received,
+                       deadline)  # fmt: skip
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
         """The answer channel to `loop`, opened from that loop's own thread (else answers fall back to

@@ -38,16 +38,18 @@ from service.engine import (
     Arrival,
     BacklogError,
     DeadlineUnmeetableError,
+    EngineConfig,
     InferenceError,
     Job,
     QueueFullError,
     UnavailableError,
+    refuse_backlog,
     refuse_below_exit_0,
 )
 from service.handoff_estimate import HandoffEstimate
 from service.pipe_writer import PipeWriter, grow_pipe, read_message
 from service.policy import Budget
-from service.profile import LatencyProfile
+from service.profile import QUANTILES, LatencyProfile
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +60,21 @@ ERRORS = {cls.__name__: cls for cls in (BacklogError, DeadlineUnmeetableError, I
 class EngineProcess:
     """The parent's side: the interface of `service.engine.Engine`, served by a child process."""
 
-    def __init__(self, env: dict[str, str], profile: LatencyProfile, queue_limit: int, reject_unmeetable: bool,
-                 observer: Any = None, handoff_quantile: float | None = 0.5) -> None:  # fmt: skip
-        self.env = env  # ELASTIC_* settings for the child (Settings.to_env)
+    def __init__(self, env: dict[str, str], profile: LatencyProfile, config: EngineConfig, observer: Any = None):
+        self.env = env  # ELASTIC_* settings for the child (Settings.to_env), which builds the same config
         self.profile = profile  # a mirror, fed by the child's observations
-        self.queue_limit = queue_limit
-        self.reject_unmeetable = reject_unmeetable
+        self.config = config
+        self.queue_limit = config.queue_limit
+        self.reject_unmeetable = config.reject_unmeetable
         self.observer = observer
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
         # measured here, travels to the child with each job; None: keep no room for the hand-off
-        self._handoff = None if handoff_quantile is None else HandoffEstimate(handoff_quantile)
+        quantile = config.handoff_quantile
+        self._handoff = None if quantile is None else HandoffEstimate(QUANTILES[quantile])
         self.ready = threading.Event()
         self.error: BaseException | None = None
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future] = {}  # sent and not answered yet: queued or running in the child
+        self._urgency: dict[int, float] = {}  # their deadlines (inf: none), for admission
         self._ids = itertools.count()
         self._closed = False
         self._process: Any = None
@@ -120,9 +124,19 @@ class EngineProcess:
         yield Arrival()  # the child's batcher is not told about requests still being read
 
     def admit(self, budget: Budget, received: float) -> None:
-        """Refuse a budget below what exit 0 typically needs (the child decides the rest, on submit)."""
-        if self.reject_unmeetable:
-            refuse_below_exit_0(self.profile, budget, received)
+        """The engine's admission rules, from what this process knows: the profile's mirror, the jobs sent
+        and not answered (queued or running in the child), the hand-off. Asked before decoding, so that
+        a refusal under overload costs no decode and no pipe round trip; the child decides again, with
+        its exact queue, on submit."""
+        if not self.reject_unmeetable:
+            return
+        refuse_below_exit_0(self.profile, budget, received)
+        deadline = budget.deadline
+        if deadline is not None:
+            ahead = sum(1 for urgency in self._urgency.values() if urgency <= deadline)
+            cfg = self.config
+            refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, 0.0, self.handoff_s, self.clock(),
+                           received, deadline)  # fmt: skip
 
     def observe_handoff(self, seconds: float) -> None:
         """An answer reached its handler `seconds` after the child made it (pipe and event loop)."""
@@ -140,6 +154,7 @@ class EngineProcess:
             raise QueueFullError(f"{len(self._pending)} requests are already waiting")
         job_id = next(self._ids)
         self._pending[job_id] = job.future
+        self._urgency[job_id] = job.budget.urgency
         tensor = job.tensor.float().contiguous()
         budget = job.budget
         self._send(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline, budget.max_mflops,
@@ -192,12 +207,14 @@ class EngineProcess:
             self._replay(message[1])
         elif kind == "answer":
             _, job_id, answer, events = message
+            self._urgency.pop(job_id, None)
             future = self._pending.pop(job_id, None)
             if future is not None and not future.done():
                 future.set_result(answer)
             self._replay_later(events)
         elif kind == "fail":
             _, job_id, name, text, events = message
+            self._urgency.pop(job_id, None)
             future = self._pending.pop(job_id, None)
             if future is not None and not future.done():
                 future.set_exception(ERRORS.get(name, InferenceError)(text))
@@ -240,7 +257,7 @@ class EngineProcess:
         self._fail_all(UnavailableError("the inference process exited"))
 
     def _fail_all(self, error: BaseException) -> None:
-        pending, self._pending = self._pending, {}
+        pending, self._pending, self._urgency = self._pending, {}, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)

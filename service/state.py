@@ -21,7 +21,7 @@ from service.engine import Engine, EngineConfig
 from service.engine_process import EngineProcess
 from service.imaging import finish_image, open_image
 from service.metrics import Metrics
-from service.profile import QUANTILES, LatencyProfile, batch_buckets
+from service.profile import LatencyProfile, batch_buckets
 from service.runner import ModelRunner, resolve_device
 from service.settings import Settings
 
@@ -123,10 +123,7 @@ def build_service(settings: Settings) -> ServiceState:
     )
     engine: Engine | EngineProcess
     if settings.engine == "process":  # the model runs in a child; this copy only describes and preprocesses
-        engine = EngineProcess(
-            settings.to_env(), profile, settings.queue_limit, settings.reject_unmeetable, metrics,
-            handoff_quantile=None if config.handoff_quantile is None else QUANTILES[config.handoff_quantile],
-        )  # fmt: skip
+        engine = EngineProcess(settings.to_env(), profile, config, metrics)
     else:
         engine = Engine(runner, profile, config, observer=metrics)
     service = ServiceState(
