@@ -353,9 +353,9 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
 - Every point stops at its request count or its time limit († after the count: stopped by time).
   Rejected = HTTP 503/429 (overloaded) or 422 `budget_too_small` (the budget is below exit 0 on this
   server): refused rather than answered late; errors = any other failure. "In budget (server)" is the server's
-  `budget_met` over accepted requests, stamped when the request's handler gets the answer (the way back
-  from the inference process included; only writing the response comes after); "client" compares the
-  client-side latency with the budget.
+  `budget_met` over accepted requests, stamped when the engine has the answer (the way back to the
+  request's handler and the response come after); "client" compares the client-side latency with the
+  budget.
 - Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
   over the span of their sends); the client shares the cores with the server, so under overload it
   may offer less than nominal.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import heapq
 import itertools
 import logging
@@ -103,20 +102,6 @@ class Answer:
     runner: Any = None  # the runner that answered: labels come from it even if a reload swapped the model since
 
 
-def handed_over(answer: Answer, job: Job, now: float) -> Answer:
-    """`answer` as its request's handler takes it at `now` (on the event loop): latency, `budget_met` and
-    slack counted to that moment. The engine stamps an answer when its exit is read; the hand-off to the
-    loop (a thread wake-up, or with the process engine a pipe message) comes after, and a client waits
-    for it too, so the response and the metrics count it."""
-    deadline = job.budget.deadline
-    return dataclasses.replace(
-        answer,
-        latency_s=now - job.received,
-        budget_met=deadline is None or now <= deadline,
-        slack_s=None if deadline is None else deadline - now,
-    )
-
-
 @dataclass
 class Arrival:
     """A request announced as on its way to the engine (see `Engine.arriving`)."""
@@ -143,7 +128,7 @@ class Job:
 
 class Observer(Protocol):
     """Where the engine reports what happened (metrics). Failures here are logged and ignored. Answers are
-    counted by the request handler, once handed over (`handed_over`), not here."""
+    counted by the request handler, with the same figures its response carries."""
 
     def stage(self, index: int, batch_size: int, seconds: float) -> None: ...
     def batch(self, size: int) -> None: ...
@@ -336,7 +321,10 @@ class Engine:
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
         running = max(0.0, self._busy_until - now)  # the stage running now ends before anything else starts
         cfg = self.config
-        refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, running, self.handoff_s, now, received,
+        # a request alone on the server finds the loop idle when its answer comes: no hand-off to plan for
+        # (and the estimate of a burst that has just ended refuses nobody)
+        handoff = self.handoff_s if self._arriving + len(self._heap) > 1 else 0.0
+        refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, running, handoff, now, received,
                        deadline)  # fmt: skip
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:

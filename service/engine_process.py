@@ -10,8 +10,10 @@ The child runs the ordinary `Engine` (same batching, policy, admission and profi
 event loop that turns pipe messages into jobs and answers back. The parent keeps an `EngineProcess`
 with the engine's interface: it sends jobs, resolves their futures from the answers, replays the
 child's metric hooks into its own Prometheus metrics and the child's latency observations into a
-mirror of the profile (for /v1/model and the refusal of budgets below exit 0). Messages are pickled
-between these two processes of ours (never a checkpoint: the child loads that from safetensors).
+mirror of the profile (for /v1/model and admission). Jobs go down as JSON and raw tensor bytes
+(service.pipe_writer: the child unpickles nothing); answers and metric events come back pickled
+by multiprocessing's Connection to the server, which only ever reads its own child's pipe (never a
+checkpoint: the child loads that from safetensors).
 
 Hot reload: the parent checks and calibrates the new checkpoint as usual (service.reload), then the
 child loads and calibrates its own copy and switches between two batches. The parent holds a CPU copy
@@ -75,6 +77,7 @@ class EngineProcess:
         self.error: BaseException | None = None
         self._pending: dict[int, asyncio.Future] = {}  # sent and not answered yet: queued or running in the child
         self._urgency: dict[int, float] = {}  # their deadlines (inf: none), for admission
+        self._arriving = 0  # requests being read and decoded
         self._ids = itertools.count()
         self._closed = False
         self._process: Any = None
@@ -121,7 +124,19 @@ class EngineProcess:
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[Arrival]:
-        yield Arrival()  # the child's batcher is not told about requests still being read
+        """Count a request being read and decoded (the child's batcher is not told about it)."""
+        self._arriving += 1
+        try:
+            yield Arrival()
+        finally:
+            self._arriving -= 1
+
+    @property
+    def _handoff_now(self) -> float:
+        """The hand-off to plan for: the recent estimate while other requests keep the event loop busy;
+        none for a request alone on the server (its answer finds the loop idle), so that the estimate
+        of a burst that has just ended refuses nobody."""
+        return self.handoff_s if self._arriving > 1 or self._pending else 0.0
 
     def admit(self, budget: Budget, received: float) -> None:
         """The engine's admission rules, from what this process knows: the profile's mirror, the jobs sent
@@ -135,8 +150,8 @@ class EngineProcess:
         if deadline is not None:
             ahead = sum(1 for urgency in self._urgency.values() if urgency <= deadline)
             cfg = self.config
-            refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, 0.0, self.handoff_s, self.clock(),
-                           received, deadline)  # fmt: skip
+            refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, 0.0, self._handoff_now,
+                           self.clock(), received, deadline)  # fmt: skip
 
     def observe_handoff(self, seconds: float) -> None:
         """An answer reached its handler `seconds` after the child made it (pipe and event loop)."""
@@ -152,20 +167,23 @@ class EngineProcess:
             raise UnavailableError("the server is shutting down" if self._closed else f"{self.error}")
         if len(self._pending) >= self.queue_limit:
             raise QueueFullError(f"{len(self._pending)} requests are already waiting")
+        handoff = self._handoff_now  # before this job counts as pending: alone, it plans for none
         job_id = next(self._ids)
         self._pending[job_id] = job.future
         self._urgency[job_id] = job.budget.urgency
         tensor = job.tensor.float().contiguous()
         budget = job.budget
-        self._send(("job", job_id, tensor.numpy().tobytes(), tuple(tensor.shape), budget.deadline, budget.max_mflops,
-                    budget.min_confidence, job.received, job.top_k, self.handoff_s))  # fmt: skip
+        header = {"kind": "job", "id": job_id, "shape": list(tensor.shape), "deadline": budget.deadline,
+                  "max_mflops": budget.max_mflops, "min_confidence": budget.min_confidence, "received": job.received,
+                  "top_k": job.top_k, "handoff": handoff}  # fmt: skip
+        self._send(header, tensor.numpy().tobytes())
 
     def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
         """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the
         served model, then switches between two batches. `profile` becomes the mirror. None, or why not."""
         with self._reload_lock:
             self._reloaded.clear()
-            self._send(("reload", str(path)))
+            self._send({"kind": "reload", "path": str(path)})
             if not self._reloaded.wait(timeout):
                 return f"no answer within {timeout:.0f}s"
             if self._reload_error is None:
@@ -175,7 +193,7 @@ class EngineProcess:
     def stop(self, timeout: float | None = 30.0) -> None:
         """Let the child answer what it holds (within `timeout`), then end it; blocking."""
         self._closed = True
-        self._send(("stop", timeout))
+        self._send({"kind": "stop", "timeout": timeout})
         if self._process is not None:
             self._process.join((timeout or 0.0) + 10.0)
             if self._process.is_alive():
@@ -189,9 +207,9 @@ class EngineProcess:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, header: dict, payload: bytes = b"") -> None:
         if self._writer is not None:  # not started: nobody to tell
-            self._writer.send(message)
+            self._writer.send(header, payload)
 
     def _receive(self) -> None:
         """Event loop: read every message the child has sent so far."""
@@ -353,23 +371,24 @@ def child_main(inbox: Any, outbox: Any, env: dict[str, str]) -> None:  # pragma:
 
     def receive() -> None:
         try:
-            message = read_message(inbox.fileno())
+            message, data = read_message(inbox.fileno())
         except (EOFError, OSError):
             loop.stop()
             return
-        if message[0] == "stop":
+        if message["kind"] == "stop":
             loop.remove_reader(inbox.fileno())
-            loop.run_in_executor(None, engine.stop, message[1]).add_done_callback(lambda _: loop.stop())
+            loop.run_in_executor(None, engine.stop, message["timeout"]).add_done_callback(lambda _: loop.stop())
             return
-        if message[0] == "reload":
-            reloading = loop.run_in_executor(None, _reload, service, Path(message[1]), events)
+        if message["kind"] == "reload":
+            reloading = loop.run_in_executor(None, _reload, service, Path(message["path"]), events)
             reloading.add_done_callback(lambda done: outbox.send(("reloaded", done.result())))
             return
-        _, job_id, data, shape, deadline, max_mflops, min_confidence, received, top_k, handoff_s = message
-        engine.handoff_from_parent = handoff_s  # the child's answers reach their handlers this late lately
-        tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
-        budget = Budget(deadline=deadline, max_mflops=max_mflops, min_confidence=min_confidence)
-        job = Job(tensor, budget, received, loop.create_future(), top_k=top_k)
+        job_id = message["id"]
+        engine.handoff_from_parent = message["handoff"]  # the child's answers reach their handlers this late lately
+        tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(message["shape"])
+        budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
+                        min_confidence=message["min_confidence"])  # fmt: skip
+        job = Job(tensor, budget, message["received"], loop.create_future(), top_k=message["top_k"])
         try:
             engine.submit(job)
         except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:

@@ -7,21 +7,22 @@ at once: a full pipe (a busy child) would block the event loop and every request
 tries a non-blocking write; what does not fit (all of it, or the rest of a message) goes to the thread,
 which writes it, and everything sent after it, in order.
 
-Each message is a pickle behind its length (8 bytes, big-endian); `read_message` reads one.
+A message is a JSON header (options, numbers) and a binary payload (an image tensor's bytes), each
+behind its length; `read_message` reads one. No pickle: the inference process trusts nothing it reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
-import pickle
 import queue
 import struct
 import threading
 from typing import Any
 
-HEADER = struct.Struct("!Q")
+LENGTHS = struct.Struct("!II")  # header bytes, payload bytes
 PIPE_CAPACITY = 1 << 20  # Linux's default limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
 
 
@@ -31,10 +32,12 @@ def grow_pipe(fd: int, capacity: int = PIPE_CAPACITY) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, capacity)
 
 
-def read_message(fd: int) -> Any:
-    """Read one message written by a `PipeWriter` (blocking); EOFError once the writer has closed."""
-    (size,) = HEADER.unpack(_read_exactly(fd, HEADER.size))
-    return pickle.loads(_read_exactly(fd, size))  # between two processes of ours, never a checkpoint
+def read_message(fd: int) -> tuple[Any, bytes]:
+    """Read one message written by a `PipeWriter` (blocking): (header, payload). EOFError once the writer
+    has closed."""
+    header_size, payload_size = LENGTHS.unpack(_read_exactly(fd, LENGTHS.size))
+    header = json.loads(_read_exactly(fd, header_size))
+    return header, _read_exactly(fd, payload_size)
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -49,7 +52,7 @@ def _read_exactly(fd: int, size: int) -> bytes:
 
 
 class PipeWriter:
-    """Send picklable messages down the pipe `fd` (its write end) without blocking the caller."""
+    """Send messages down the pipe `fd` (its write end) without blocking the caller."""
 
     def __init__(self, fd: int, name: str = "elastic-pipe-writer") -> None:
         self.fd = fd
@@ -63,10 +66,11 @@ class PipeWriter:
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
-    def send(self, message: Any) -> None:
-        """Write `message` now as far as the pipe takes it without blocking; the thread writes the rest."""
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        data = HEADER.pack(len(data)) + data
+    def send(self, header: Any, payload: bytes = b"") -> None:
+        """Write the message (`header`: anything JSON can hold) now as far as the pipe takes it without
+        blocking; the thread writes the rest."""
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        data = LENGTHS.pack(len(encoded), len(payload)) + encoded + payload
         if self._write_lock.acquire(blocking=False):
             try:
                 with self._count_lock:

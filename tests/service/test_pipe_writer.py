@@ -25,9 +25,9 @@ def pipe() -> tuple[int, PipeWriter]:
 def test_messages_are_written_at_once_while_the_pipe_has_room(pipe: tuple[int, PipeWriter]) -> None:
     read_fd, writer = pipe
     for i in range(5):
-        writer.send(("job", i, b"x" * 1000))
+        writer.send({"kind": "job", "id": i}, b"x" * 1000)
     assert writer.direct == 5  # no thread hand-off
-    assert [read_message(read_fd)[1] for _ in range(5)] == list(range(5))
+    assert [read_message(read_fd) for _ in range(5)] == [({"kind": "job", "id": i}, b"x" * 1000) for i in range(5)]
 
 
 def test_a_full_pipe_never_blocks_the_caller_and_nothing_is_lost_or_reordered(pipe: tuple[int, PipeWriter]) -> None:
@@ -36,14 +36,14 @@ def test_a_full_pipe_never_blocks_the_caller_and_nothing_is_lost_or_reordered(pi
     count = 300  # over 3.5 MB: more than the pipe holds, with nobody reading yet
     started = time.monotonic()
     for i in range(count):
-        writer.send(("job", i, payload))
+        writer.send({"id": i}, payload)
     assert time.monotonic() - started < 5.0  # a blocking write would hang here for good
     assert 0 < writer.direct < count  # written at once until the pipe filled, then handed to the thread
     received = [read_message(read_fd) for _ in range(count)]
-    assert [m[1] for m in received] == list(range(count))
-    assert all(m[2] == payload for m in received)  # no message cut or interleaved with another
-    writer.send(("job", count, payload))  # drained: written at once again
-    assert read_message(read_fd)[1] == count
+    assert [header["id"] for header, _ in received] == list(range(count))
+    assert all(data == payload for _, data in received)  # no message cut or interleaved with another
+    writer.send({"id": count}, payload)  # drained: written at once again
+    assert read_message(read_fd)[0]["id"] == count
 
 
 def test_messages_from_several_threads_arrive_whole(pipe: tuple[int, PipeWriter]) -> None:
@@ -52,7 +52,7 @@ def test_messages_from_several_threads_arrive_whole(pipe: tuple[int, PipeWriter]
 
     def send(who: int) -> None:
         for i in range(40):
-            writer.send((who, i, payload))
+            writer.send({"who": who, "i": i}, payload)
 
     threads = [threading.Thread(target=send, args=(who,)) for who in range(3)]
     for thread in threads:
@@ -60,18 +60,18 @@ def test_messages_from_several_threads_arrive_whole(pipe: tuple[int, PipeWriter]
     received = [read_message(read_fd) for _ in range(120)]
     for thread in threads:
         thread.join()
-    assert all(m[2] == payload for m in received)
+    assert all(data == payload for _, data in received)
     for who in range(3):  # each sender's messages in its own order
-        assert [m[1] for m in received if m[0] == who] == list(range(40))
+        assert [header["i"] for header, _ in received if header["who"] == who] == list(range(40))
 
 
 def test_a_gone_reader_raises_nothing() -> None:
     read_fd, write_fd = os.pipe()
     writer = PipeWriter(write_fd)
     os.close(read_fd)
-    writer.send(("job", 0, b"x"))  # EPIPE: the engine learns that the child is gone from the other pipe
+    writer.send({"id": 0}, b"x")  # EPIPE: the engine learns that the child is gone from the other pipe
     done = threading.Event()
-    threading.Thread(target=lambda: (writer.send(("job", 1, b"x" * 10**6)), done.set()), daemon=True).start()
+    threading.Thread(target=lambda: (writer.send({"id": 1}, b"x" * 10**6), done.set()), daemon=True).start()
     assert done.wait(5.0)
     writer.close()
 
@@ -79,9 +79,9 @@ def test_a_gone_reader_raises_nothing() -> None:
 def test_read_message_raises_eof_once_the_writer_is_closed() -> None:
     read_fd, write_fd = os.pipe()
     writer = PipeWriter(write_fd)
-    writer.send("last")
+    writer.send({"deadline": 1234.5678901234567, "budget": None})
     writer.close()
-    assert read_message(read_fd) == "last"
+    assert read_message(read_fd) == ({"deadline": 1234.5678901234567, "budget": None}, b"")  # floats exact
     with pytest.raises(EOFError):
         read_message(read_fd)
     os.close(read_fd)
