@@ -264,11 +264,13 @@ class Engine:
             job.seq = next(self._seq)
             job.enqueued = self.clock()
             heapq.heappush(self._heap, job)
-            depth = len(self._heap)
+            # under the lock: the inference thread reports the depth too, and the last report must be the
+            # last depth (reported after the lock, a 1 could land after the 0 of the pop that followed,
+            # and the gauge would show a queue that is gone until the next request)
+            self._observe("queued", len(self._heap))
             wake, self._sleeping = self._sleeping, False
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
-        self._observe("queued", depth)
 
     def observe_handoff(self, seconds: float) -> None:
         """The event loop: an answer reached its handler `seconds` after the engine made it."""
@@ -321,11 +323,16 @@ class Engine:
         ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
         running = max(0.0, self._busy_until - now)  # the stage running now ends before anything else starts
         cfg = self.config
-        # a request alone on the server finds the loop idle when its answer comes: no hand-off to plan for
-        # (and the estimate of a burst that has just ended refuses nobody)
-        handoff = self.handoff_s if self._arriving + len(self._heap) > 1 else 0.0
-        refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, running, handoff, now, received,
-                       deadline)  # fmt: skip
+        refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, running, self._handoff_to_admit(), now,
+                       received, deadline)  # fmt: skip
+
+    def _handoff_to_admit(self) -> float:
+        """Lock held: the hand-off admission plans for. A request alone on the server finds the loop idle
+        when its answer comes, so none then (and the estimate of a burst that has just ended refuses
+        nobody). The process engine's parent applies that rule itself before it sends its estimate."""
+        if self.handoff_from_parent is not None:
+            return self.handoff_from_parent
+        return self.handoff_s if self._arriving + len(self._heap) > 1 else 0.0
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
         """The answer channel to `loop`, opened from that loop's own thread (else answers fall back to
@@ -442,8 +449,7 @@ class Engine:
                 job = heapq.heappop(self._heap)
                 if not job.future.done():  # the client may have gone away
                     batch.append(job)
-            depth = len(self._heap)
-        self._observe("queued", depth)
+            self._observe("queued", len(self._heap))  # under the lock, as in submit
         return batch
 
     def _refresh_profile(self) -> None:

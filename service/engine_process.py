@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from service.engine import (
-    Answer,
     Arrival,
     BacklogError,
     DeadlineUnmeetableError,
@@ -66,8 +65,6 @@ class EngineProcess:
         self.env = env  # ELASTIC_* settings for the child (Settings.to_env), which builds the same config
         self.profile = profile  # a mirror, fed by the child's observations
         self.config = config
-        self.queue_limit = config.queue_limit
-        self.reject_unmeetable = config.reject_unmeetable
         self.observer = observer
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
         # measured here, travels to the child with each job; None: keep no room for the hand-off
@@ -143,7 +140,7 @@ class EngineProcess:
         and not answered (queued or running in the child), the hand-off. Asked before decoding, so that
         a refusal under overload costs no decode and no pipe round trip; the child decides again, with
         its exact queue, on submit."""
-        if not self.reject_unmeetable:
+        if not self.config.reject_unmeetable:
             return
         refuse_below_exit_0(self.profile, budget, received)
         deadline = budget.deadline
@@ -165,7 +162,7 @@ class EngineProcess:
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         if self._closed or self.error is not None:
             raise UnavailableError("the server is shutting down" if self._closed else f"{self.error}")
-        if len(self._pending) >= self.queue_limit:
+        if len(self._pending) >= self.config.queue_limit:
             raise QueueFullError(f"{len(self._pending)} requests are already waiting")
         handoff = self._handoff_now  # before this job counts as pending: alone, it plans for none
         job_id = next(self._ids)
@@ -222,20 +219,16 @@ class EngineProcess:
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "events":
-            self._replay(message[1])
-        elif kind == "answer":
-            _, job_id, answer, events = message
+            self._replay_later(message[1])  # behind the replays of answers read just before: events stay in order
+        elif kind in ("answer", "fail"):  # ("answer", id, answer, events) or ("fail", id, error name, text, events)
+            job_id, events = message[1], message[-1]
             self._urgency.pop(job_id, None)
             future = self._pending.pop(job_id, None)
             if future is not None and not future.done():
-                future.set_result(answer)
-            self._replay_later(events)
-        elif kind == "fail":
-            _, job_id, name, text, events = message
-            self._urgency.pop(job_id, None)
-            future = self._pending.pop(job_id, None)
-            if future is not None and not future.done():
-                future.set_exception(ERRORS.get(name, InferenceError)(text))
+                if kind == "answer":
+                    future.set_result(message[2])
+                else:
+                    future.set_exception(ERRORS.get(message[2], InferenceError)(message[3]))
             self._replay_later(events)
         elif kind == "reloaded":
             self._reload_error = message[1]
@@ -291,8 +284,7 @@ class _Recorder:
         self._events = events
 
     def __getattr__(self, hook: str) -> Any:
-        def record(*args: Any) -> None:  # an answer travels without its runner (the model itself)
-            args = tuple(dataclasses.replace(a, runner=None) if isinstance(a, Answer) else a for a in args)
+        def record(*args: Any) -> None:
             self._events.append(("metric", hook, args))
 
         return record
@@ -313,6 +305,7 @@ def _relay_profile(profile: LatencyProfile, events: list) -> None:
 def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no cover - in the child
     """The child's half of a hot reload (the parent checked the checkpoint already). None, or why not."""
     from service.profile import calibrate
+    from service.reload import SWAP_TIMEOUT_S
     from service.state import load_model
 
     try:
@@ -320,8 +313,8 @@ def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no
         runner, profile = load_model(settings, path, service.runner.device)
         _relay_profile(profile, events)
         calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs)
-        if not service.engine.swap_model(runner, profile, 60.0):
-            return "the inference thread did not switch within 60s"
+        if not service.engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
+            return f"the inference thread did not switch within {SWAP_TIMEOUT_S:.0f}s"
         service.adopt(path, runner, profile)
     except Exception as err:  # the old model keeps serving
         return f"{type(err).__name__}: {err}"

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import queue
+import select
 import struct
 import threading
 from typing import Any
@@ -57,12 +58,14 @@ class PipeWriter:
     def __init__(self, fd: int, name: str = "elastic-pipe-writer") -> None:
         self.fd = fd
         grow_pipe(fd)
+        os.set_blocking(fd, False)  # for good: the caller's writes must never wait; the thread polls instead
+        self._writable = select.poll()
+        self._writable.register(fd, select.POLLOUT)
         self._write_lock = threading.Lock()  # one writer at a time: messages never interleave
         self._count_lock = threading.Lock()  # guards _queued; never held across I/O
         self._queued = 0  # handed to the thread and not fully written yet
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self.direct = 0  # messages the caller wrote whole itself (for tests and experiments)
-        self.closed = False
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
@@ -96,29 +99,27 @@ class PipeWriter:
             self._queued += 1
         self._queue.put(data)
 
-    def _write_some(self, data: bytes) -> int | None:
+    def _write_some(self, data: bytes | memoryview) -> int | None:
         """Write lock held: as much of `data` as fits now; None once the reader is gone."""
-        os.set_blocking(self.fd, False)
         try:
             return os.write(self.fd, data)
         except BlockingIOError:
             return 0
         except OSError:  # the reader is gone: whoever reads the other pipe sees it end
             return None
-        finally:
-            os.set_blocking(self.fd, True)
 
     def _drain(self) -> None:
         while (data := self._queue.get()) is not None:
             with self._write_lock:
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(self.fd, view) :]  # blocking: a full pipe waits here, not the loop
-                except OSError:
-                    pass  # the reader is gone; keep counting so that callers never wait on us
+                view = memoryview(data)
+                while view:
+                    written = self._write_some(view)
+                    if written is None:  # the reader is gone; keep counting so that callers never wait on us
+                        break
+                    if not written:  # a full pipe waits here, not the event loop
+                        self._writable.poll()
+                    view = view[written:]
                 with self._count_lock:
                     self._queued -= 1
-        self.closed = True
         with contextlib.suppress(OSError):
             os.close(self.fd)

@@ -343,13 +343,12 @@ async def _classify(
     if raw:  # the options come first, so a budget that cannot be met is refused before the body is read
         _check_raw_media_type(request)
         options = _query_options(request, context)
-        budget_ms, budget = _budget(options, settings, received)
-        _admit(engine, budget, received, budget_ms, retry)
-        data = await _read_raw_image(request, settings.max_image_bytes)
     else:
         data, options = await _read_form_or_json(request, settings, context)
-        budget_ms, budget = _budget(options, settings, received)
+    budget_ms, budget = _budget(options, settings, received)
     _admit(engine, budget, received, budget_ms, retry)  # before decoding: under overload a refusal must stay cheap
+    if raw:
+        data = await _read_raw_image(request, settings.max_image_bytes)
     try:
         image = service.open(data)  # the header alone: format and pixel limits
         if image.width * image.height <= INLINE_DECODE_PIXELS:

@@ -76,7 +76,7 @@ class Settings(BaseModel):
         "arrives); 0: never",
     )
     # thread: the engine runs in a thread of the server process; process: in a child process with a GIL
-    # of its own (service.engine_process; no hot reload there)
+    # of its own (service.engine_process)
     engine: Literal["thread", "process"] = "process"
     # the inference thread takes the GIL back after every torch op; while the event loop parses other
     # requests it waits up to this long each time (dozens of ops per stage): see docs/performance.md

@@ -37,9 +37,8 @@ class ServiceState:
     engine: Engine | EngineProcess
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
-    device: str = (
-        "cpu"  # where the model serves (with ELASTIC_ENGINE=process: in the child; `runner` here is a CPU copy)
-    )
+    # where the model serves (with ELASTIC_ENGINE=process: in the child; `runner` here is a CPU copy)
+    device: str = "cpu"
     shutting_down: bool = False  # set on SIGTERM: classify answers 503, /readyz 503 (service.shutdown)
     reloading: bool = False  # an admin reload is loading/calibrating a new checkpoint (service.reload)
     # classify requests being handled and when the last one arrived (event-loop side only: no lock)
