@@ -23,6 +23,7 @@ import heapq
 import itertools
 import logging
 import math
+import select
 import sys
 import threading
 import time
@@ -109,6 +110,14 @@ class Arrival:
     arrived: bool = False
 
 
+class Reply(Protocol):
+    """Where a job's answer goes instead of an asyncio future: settled by the engine in its own thread
+    (the inference process sends it up its pipe from there, without waking another thread)."""
+
+    def done(self) -> bool: ...
+    def settle(self, answer: Answer | None, error: BaseException | None) -> None: ...
+
+
 @dataclass(eq=False)
 class Job:
     """One request inside the engine. `received` is on the engine's clock; the deadline derives from it."""
@@ -116,7 +125,7 @@ class Job:
     tensor: Any
     budget: Budget
     received: float
-    future: asyncio.Future
+    future: asyncio.Future | Reply
     top_k: int | None = None
     seq: int = 0
     enqueued: float = 0.0
@@ -191,6 +200,9 @@ class Engine:
         self.handoff_from_parent: float | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        self._intake: Callable[[], bool] | None = None  # see feed_from
+        self._intake_fd = -1
+        self._intake_poll = select.poll()
 
     # -- event-loop side ---------------------------------------------------------------------------
 
@@ -250,7 +262,8 @@ class Engine:
 
         `arrival`: the token of the `arriving()` block this request was announced in, if any.
         """
-        self._open_channel(job.future.get_loop())  # before the job can be answered
+        if isinstance(job.future, asyncio.Future):
+            self._open_channel(job.future.get_loop())  # before the job can be answered
         with self._lock:
             if arrival is not None and not arrival.arrived:  # arrived, even if refused below
                 arrival.arrived = True
@@ -271,6 +284,26 @@ class Engine:
             wake, self._sleeping = self._sleeping, False
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
+
+    def feed_from(self, fd: int, drain: Callable[[], bool]) -> None:
+        """Let the inference thread take in its own jobs: it calls `drain()` (which reads `fd` and calls
+        `submit`) whenever `fd` is readable, while idle and between stages. Call before `start`. The
+        inference process does this, so that a job reaches the model and its answer leaves without
+        waking another thread. `drain` returns False once `fd` is done (closed, or told to stop)."""
+        self._intake, self._intake_fd = drain, fd
+        self._intake_poll.register(fd, select.POLLIN)
+        self._wakeup.watch(fd)
+
+    def _take_in(self, now: float = 0.0) -> float:
+        """Inference thread, lock not held: take in the jobs waiting in the intake, if there is one.
+        Returns `now`, or the clock after taking jobs in (that took time)."""
+        if self._intake is None or not self._intake_poll.poll(0):
+            return now
+        if not self._intake():
+            self._intake = None
+            self._intake_poll.unregister(self._intake_fd)
+            self._wakeup.unwatch(self._intake_fd)
+        return self.clock()
 
     def observe_handoff(self, seconds: float) -> None:
         """The event loop: an answer reached its handler `seconds` after the engine made it."""
@@ -421,6 +454,7 @@ class Engine:
         their way (`arriving`), at most max_wait, and never longer than the most urgent job can spare
         without losing an exit (see `policy.affordable_wait`).
         """
+        self._take_in()  # what came in while the last batch ran joins this one
         with self._lock:
             while not self._heap:
                 self._apply_swap()
@@ -461,6 +495,7 @@ class Engine:
                 self._step_starts(k, 1)
                 stage_s, head_s = next(steps)
                 self.profile.observe(k, 1, stage_s, head_s)
+                self._take_in()
                 if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough here
                     return
         finally:
@@ -472,7 +507,10 @@ class Engine:
         self._sleeping = True
         self._lock.release()
         try:
-            return self._wakeup.wait(timeout)
+            woken = self._wakeup.wait(timeout)
+            if woken:
+                self._take_in()
+            return woken
         finally:
             self._lock.acquire()
             self._sleeping = False
@@ -501,11 +539,12 @@ class Engine:
                 if k:
                     t0 = self._step_starts(k, len(active))
                 features = runner.stage(k, features)
-                now = self.clock()
-                profile.observe(k, len(active), now - t0)
+                ended = self.clock()
+                profile.observe(k, len(active), ended - t0)
+                now = self._take_in(ended)  # before deciding who goes on: the queue's deadlines count
                 keep, head_s = self._exit(k, active, features, now, start)
                 self._wake_loops()  # the answers of this exit go out before the next stage runs
-                self._observe("stage", k, len(active), now - t0 + head_s)
+                self._observe("stage", k, len(active), ended - t0 + head_s)
                 if not keep:
                     return
                 if len(keep) < len(active):
@@ -637,13 +676,18 @@ class Engine:
 
     def _settle(
         self,
-        future: asyncio.Future,
+        future: asyncio.Future | Reply,
         answer: Answer | None = None,
         error: BaseException | None = None,
         wake: bool = True,
     ) -> LoopChannel | None:
         """Resolve `future` on its own loop (from any thread) unless it is already done. With `wake`
         False the loop is woken later (`_wake_loops`); returns the channel used, if any."""
+
+        if not isinstance(future, asyncio.Future):  # a Reply: it delivers itself, from this thread
+            if not future.done():
+                future.settle(answer, error)
+            return None
 
         def settle() -> None:
             if future.done():

@@ -6,14 +6,15 @@ the model waits at each call: under load its stages ran 2–6× slower than in-p
 no latency profile predicts (docs/performance.md, "GIL hand-offs, counted"). In a child process the
 model has a GIL of its own; a request costs one pipe round trip.
 
-The child runs the ordinary `Engine` (same batching, policy, admission and profile) behind a small
-event loop that turns pipe messages into jobs and answers back. The parent keeps an `EngineProcess`
-with the engine's interface: it sends jobs, resolves their futures from the answers, replays the
-child's metric hooks into its own Prometheus metrics and the child's latency observations into a
-mirror of the profile (for /v1/model and admission). Jobs go down as JSON and raw tensor bytes
-(service.pipe_writer: the child unpickles nothing); answers and metric events come back pickled
-by multiprocessing's Connection to the server, which only ever reads its own child's pipe (never a
-checkpoint: the child loads that from safetensors).
+The child runs the ordinary `Engine` (same batching, policy, admission and profile). Its inference
+thread reads the jobs from the pipe itself (while idle, and between stages) and sends each answer up
+the pipe as soon as it is made, so that a request wakes one thread in the child, not three. The
+parent keeps an `EngineProcess` with the engine's interface: it sends jobs, resolves their futures
+from the answers, replays the child's metric hooks into its own Prometheus metrics and the child's
+latency observations into a mirror of the profile (for /v1/model and admission). Jobs go down as
+JSON and raw tensor bytes (service.pipe_writer: the child unpickles nothing); answers and metric
+events come back pickled by multiprocessing's Connection to the server, which only ever reads its
+own child's pipe (never a checkpoint: the child loads that from safetensors).
 
 Hot reload: the parent checks and calibrates the new checkpoint as usual (service.reload), then the
 child loads and calibrates its own copy and switches between two batches. The parent holds a CPU copy
@@ -29,6 +30,8 @@ import itertools
 import logging
 import multiprocessing
 import os
+import queue
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -321,8 +324,89 @@ def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no
     return None
 
 
+class _Uplink:
+    """The child's pipe to the server, shared by the inference thread (answers) and the main thread
+    (reload results, the idle flush of events): one message at a time, each carrying the events
+    recorded since the last one."""
+
+    def __init__(self, outbox: Any, events: list) -> None:
+        self._outbox, self._events = outbox, events
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple, with_events: bool = True) -> None:
+        with self._lock, contextlib.suppress(OSError):  # the server is gone: nobody to tell
+            if with_events:
+                taken = self._events[:]  # appended to by the inference thread: take what is there, drop as much
+                del self._events[: len(taken)]
+                message = (*message, taken)
+            self._outbox.send(message)
+
+    def flush(self) -> None:
+        """What the idle refresh observes reaches the parent's profile without an answer."""
+        if self._events:
+            self.send(("events",))
+
+
+class _Reply:
+    """A job's answer, sent up the pipe by the inference thread as soon as the engine settles it."""
+
+    def __init__(self, job_id: int, uplink: _Uplink) -> None:
+        self.job_id, self._uplink, self._done = job_id, uplink, False
+
+    def done(self) -> bool:
+        return self._done
+
+    def settle(self, answer: Any, error: BaseException | None) -> None:
+        self._done = True
+        if error is None:  # the parent labels it with its own copy of the runner
+            self._uplink.send(("answer", self.job_id, dataclasses.replace(answer, runner=None)))
+        else:
+            self._uplink.send(("fail", self.job_id, type(error).__name__, str(error)))
+
+
+class _Intake:
+    """The child's end of the job pipe, read by the inference thread itself (`Engine.feed_from`): jobs
+    go to the engine, control messages (stop, reload) to the main thread."""
+
+    def __init__(self, fd: int, engine: Any, uplink: _Uplink, control: queue.SimpleQueue, to_tensor: Any) -> None:
+        self.fd, self.engine, self.uplink, self.control = fd, engine, uplink, control
+        self._to_tensor = to_tensor  # (raw float32 bytes, shape) → tensor: torch is imported in the child only
+        self._readable = select.poll()
+        self._readable.register(fd, select.POLLIN)
+
+    def drain(self) -> bool:
+        """Every message that has arrived; False once no more jobs will come (stop, or the server is gone)."""
+        while self._readable.poll(0):
+            try:
+                message, data = read_message(self.fd)
+            except (EOFError, OSError):
+                self.control.put({"kind": "stop", "timeout": 0.0})
+                return False
+            if message["kind"] == "job":
+                self._submit(message, data)
+                continue
+            self.control.put(message)
+            if message["kind"] == "stop":
+                return False
+        return True
+
+    def _submit(self, message: dict, data: bytes) -> None:
+        job_id = message["id"]
+        self.engine.handoff_from_parent = message["handoff"]  # how late answers reach their handlers lately
+        tensor = self._to_tensor(data, message["shape"])
+        budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
+                        min_confidence=message["min_confidence"])  # fmt: skip
+        job = Job(tensor, budget, message["received"], _Reply(job_id, self.uplink), top_k=message["top_k"])
+        try:
+            self.engine.submit(job)
+        except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
+            self.uplink.send(("fail", job_id, type(err).__name__, str(err)))
+
+
 def child_main(inbox: Any, outbox: Any, env: dict[str, str]) -> None:  # pragma: no cover - runs in the child process
-    """Build the ordinary service (engine in a thread), then turn pipe messages into jobs and answers."""
+    """Build the ordinary service (engine in a thread) and let its inference thread read the jobs and
+    send the answers itself: a request wakes one thread here, not three. The main thread handles stop,
+    reload and the idle flush of metric events."""
     import torch
 
     from service.settings import Settings
@@ -339,67 +423,29 @@ def child_main(inbox: Any, outbox: Any, env: dict[str, str]) -> None:  # pragma:
     engine, profile = service.engine, service.profile
     engine.observer = _Recorder(events)
     _relay_profile(profile, events)
+    uplink = _Uplink(outbox, events)
+    control: queue.SimpleQueue = queue.SimpleQueue()
 
-    def take() -> list:
-        taken = events[:]  # appended to by the inference thread: take what is there, then drop as much
-        del events[: len(taken)]
-        return taken
+    def to_tensor(data: bytes, shape: list[int]) -> torch.Tensor:
+        return torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
 
+    engine.feed_from(inbox.fileno(), _Intake(inbox.fileno(), engine, uplink, control, to_tensor).drain)
     engine.start()
     while not engine.ready.wait(0.5):
         if engine.error is not None:
-            outbox.send(("failed", f"calibration failed: {engine.error}"))
+            uplink.send(("failed", f"calibration failed: {engine.error}"), with_events=False)
             return
-    outbox.send(("ready", take()))
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-
-    def answered(job_id: int, future: asyncio.Future) -> None:
-        error = future.exception()
-        if error is None:
-            answer = dataclasses.replace(future.result(), runner=None)  # the parent labels it with its own copy
-            outbox.send(("answer", job_id, answer, take()))
-        else:
-            outbox.send(("fail", job_id, type(error).__name__, str(error), take()))
-
-    def receive() -> None:
+    uplink.send(("ready",))
+    while True:
         try:
-            message, data = read_message(inbox.fileno())
-        except (EOFError, OSError):
-            loop.stop()
-            return
+            message = control.get(timeout=1.0)
+        except queue.Empty:
+            uplink.flush()
+            continue
         if message["kind"] == "stop":
-            loop.remove_reader(inbox.fileno())
-            loop.run_in_executor(None, engine.stop, message["timeout"]).add_done_callback(lambda _: loop.stop())
-            return
+            engine.stop(message["timeout"])
+            break
         if message["kind"] == "reload":
-            reloading = loop.run_in_executor(None, _reload, service, Path(message["path"]), events)
-            reloading.add_done_callback(lambda done: outbox.send(("reloaded", done.result())))
-            return
-        job_id = message["id"]
-        engine.handoff_from_parent = message["handoff"]  # the child's answers reach their handlers this late lately
-        tensor = torch.frombuffer(bytearray(data), dtype=torch.float32).view(message["shape"])
-        budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
-                        min_confidence=message["min_confidence"])  # fmt: skip
-        job = Job(tensor, budget, message["received"], loop.create_future(), top_k=message["top_k"])
-        try:
-            engine.submit(job)
-        except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
-            outbox.send(("fail", job_id, type(err).__name__, str(err), take()))
-            return
-        job.future.add_done_callback(lambda future: answered(job_id, future))
-
-    def flush() -> None:  # what the idle refresh observes reaches the parent's profile without an answer
-        if events:
-            outbox.send(("events", take()))
-        loop.call_later(1.0, flush)
-
-    loop.add_reader(inbox.fileno(), receive)
-    loop.call_later(1.0, flush)
-    try:
-        loop.run_forever()
-    finally:
-        loop.run_until_complete(asyncio.sleep(0))  # the last answers' callbacks
-        with contextlib.suppress(OSError):
-            outbox.send(("events", take()))
-        outbox.close()
+            uplink.send(("reloaded", _reload(service, Path(message["path"]), events)), with_events=False)
+    uplink.flush()
+    outbox.close()

@@ -22,17 +22,28 @@ class Wakeup:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._receiver, selectors.EVENT_READ)
 
+    def watch(self, fd: int) -> None:
+        """Make `wait` return when `fd` is readable too (the caller reads it; `wait` does not)."""
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def unwatch(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(fd)
+
     def set(self) -> None:
         """Wake the sleeper, or make its next `wait` return at once."""
         with contextlib.suppress(BlockingIOError, OSError):  # full: wake-ups are pending anyway; closed: nobody sleeps
             self._sender.send(b"\0")
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Sleep until woken (True) or `timeout` seconds pass (False); pending wake-ups are consumed."""
-        if not self._selector.select(timeout):
+        """Sleep until woken or a watched fd is readable (True), or `timeout` seconds pass (False);
+        pending wake-ups are consumed."""
+        ready = self._selector.select(timeout)
+        if not ready:
             return False
-        with contextlib.suppress(BlockingIOError):
-            self._receiver.recv(4096)
+        if any(key.fileobj is self._receiver for key, _ in ready):
+            with contextlib.suppress(BlockingIOError):
+                self._receiver.recv(4096)
         return True
 
     def close(self) -> None:

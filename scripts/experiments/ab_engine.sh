@@ -6,16 +6,22 @@
 #
 #   scripts/experiments/ab_engine.sh 2 300 "ELASTIC_ENGINE=thread" "ELASTIC_ENGINE=process"
 #   BUDGETS=5,8,15 N=800 scripts/experiments/ab_engine.sh 2 250 "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.1" "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.02"
+#   scripts/experiments/ab_engine.sh 2 300 TREE=/tmp/base TREE=.   (a setting TREE=DIR serves the code of DIR,
+#   e.g. a `git worktree` of another commit, with this checkout's venv)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
+root=$(pwd)
 rounds=$1 rate=$2
 shift 2
 data=${DATA:-../shared/data/cifar10}
 port=${PORT:-8124}
 for _ in $(seq 1 "$rounds"); do
     for setting in "$@"; do
+        tree=.
+        for word in $setting; do case $word in TREE=*) tree=${word#TREE=} ;; esac; done
         # shellcheck disable=SC2086  # each setting is one or more NAME=VALUE words
-        env ELASTIC_TORCH_THREADS=1 $setting .venv/bin/elastic serve --port "$port" --no-access-log >/tmp/ab_engine.log 2>&1 &
+        (cd "$tree" && exec env ELASTIC_TORCH_THREADS=1 $setting "$root/.venv/bin/python" -m elastic_cli.main serve \
+            --port "$port" --no-access-log >/tmp/ab_engine.log 2>&1) &
         server=$!
         for _ in $(seq 120); do sleep 0.5; curl -sf "localhost:$port/readyz" >/dev/null && break; done
         url="http://127.0.0.1:$port/v1/classify"

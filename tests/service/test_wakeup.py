@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -43,3 +44,19 @@ def test_another_thread_wakes_a_sleeper() -> None:
     sleeper.join(10.0)
     assert result == [True]
     wakeup.close()
+
+
+def test_a_watched_fd_ends_the_wait_and_stays_unread() -> None:
+    wakeup = Wakeup()
+    read_fd, write_fd = os.pipe()
+    wakeup.watch(read_fd)
+    assert wakeup.wait(0.01) is False
+    os.write(write_fd, b"job")
+    assert wakeup.wait(5.0) is True
+    assert os.read(read_fd, 16) == b"job"  # the watcher reads it, not the wake-up
+    wakeup.unwatch(read_fd)
+    os.write(write_fd, b"more")
+    assert wakeup.wait(0.01) is False  # no longer watched
+    wakeup.close()
+    os.close(read_fd)
+    os.close(write_fd)
