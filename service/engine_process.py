@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from service.cpu_placement import Placement, pin_this_process
 from service.engine import (
     Arrival,
     BacklogError,
@@ -64,11 +65,19 @@ ERRORS = {cls.__name__: cls for cls in (BacklogError, DeadlineUnmeetableError, I
 class EngineProcess:
     """The parent's side: the interface of `service.engine.Engine`, served by a child process."""
 
-    def __init__(self, env: dict[str, str], profile: LatencyProfile, config: EngineConfig, observer: Any = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        profile: LatencyProfile,
+        config: EngineConfig,
+        observer: Any = None,
+        placement: Placement | None = None,
+    ):
         self.env = env  # ELASTIC_* settings for the child (Settings.to_env), which builds the same config
         self.profile = profile  # a mirror, fed by the child's observations
         self.config = config
         self.observer = observer
+        self.placement = placement  # CPUs for this process and the child (service.cpu_placement); None: any
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
         # measured here, travels to the child with each job; None: keep no room for the hand-off
         quantile = config.handoff_quantile
@@ -96,8 +105,9 @@ class EngineProcess:
         # two one-way pipes: the server writes jobs with a PipeWriter (no thread hand-off while the pipe has room)
         child_inbox, to_child = context.Pipe(duplex=False)
         self._reader, child_outbox = context.Pipe(duplex=False)
+        cpus = None if self.placement is None else sorted(self.placement.inference)
         self._process = context.Process(
-            target=child_main, args=(child_inbox, child_outbox, self.env), name="elastic-inference", daemon=True
+            target=child_main, args=(child_inbox, child_outbox, self.env, cpus), name="elastic-inference", daemon=True
         )
         # the child inherits the environment; prometheus_client decides on multiprocess files when first
         # imported, and the child's own (unused) metrics must not write any: start it without the variable
@@ -113,6 +123,11 @@ class EngineProcess:
         to_child.close()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._reader.fileno(), self._receive)
+        if self.placement is not None:
+            try:
+                pin_this_process(self.placement.server)
+            except OSError as err:  # CPUs this process may not use: serve unpinned rather than not at all
+                log.warning("cannot pin the server to CPUs %s: %s", self.placement.describe()["server"], err)
 
     @property
     def accepting(self) -> bool:
@@ -403,10 +418,17 @@ class _Intake:
             self.uplink.send(("fail", job_id, type(err).__name__, str(err)))
 
 
-def child_main(inbox: Any, outbox: Any, env: dict[str, str]) -> None:  # pragma: no cover - runs in the child process
+def child_main(  # pragma: no cover - runs in the child process
+    inbox: Any, outbox: Any, env: dict[str, str], cpus: list[int] | None = None
+) -> None:
     """Build the ordinary service (engine in a thread) and let its inference thread read the jobs and
     send the answers itself: a request wakes one thread here, not three. The main thread handles stop,
-    reload and the idle flush of metric events."""
+    reload and the idle flush of metric events. `cpus`: where this process runs (before any thread starts)."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError as err:
+            log.warning("cannot pin the inference process to CPUs %s: %s", cpus, err)
     import torch
 
     from service.settings import Settings

@@ -419,6 +419,7 @@ def _refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[
 @router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")
 async def model_info(service: Service) -> ModelInfo:
     runner, settings, profile = service.runner, service.settings, service.profile
+    placement = getattr(service.engine, "placement", None)  # the process engine's CPUs, if pinned
     snapshot = profile.snapshot()
     exits = []
     for k, meta in enumerate(runner.meta["exits"]):
@@ -452,6 +453,7 @@ async def model_info(service: Service) -> ModelInfo:
             "max_budget_ms": settings.max_budget_ms,
             "response_margin_ms": settings.response_margin_ms,
             "handoff_ms": round(service.engine.handoff_s * 1e3, 4),
+            "cpu_placement": None if placement is None else placement.describe(),
             "profile_quantile": settings.profile_quantile,
             "reject_unmeetable": settings.reject_unmeetable,
             "max_image_bytes": settings.max_image_bytes,

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from service.cpu_placement import check_setting
+
 ENV_PREFIX = "ELASTIC_"
 
 
@@ -78,6 +80,9 @@ class Settings(BaseModel):
     # thread: the engine runs in a thread of the server process; process: in a child process with a GIL
     # of its own (service.engine_process)
     engine: Literal["thread", "process"] = "process"
+    # with the process engine: CPUs of its own for the inference process, the rest for the server
+    # (service.cpu_placement)
+    cpu_placement: str = Field("off", description="'off', 'auto', or SERVER:INFERENCE CPU lists such as 0-2:3")
     # the inference thread takes the GIL back after every torch op; while the event loop parses other
     # requests it waits up to this long each time (dozens of ops per stage): see docs/performance.md
     gil_switch_interval_ms: float = Field(
@@ -97,6 +102,11 @@ class Settings(BaseModel):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         return value
+
+    @field_validator("cpu_placement")
+    @classmethod
+    def _placement_is_valid(cls, value: str) -> str:
+        return check_setting(value)
 
     @model_validator(mode="after")
     def _budget_fits_range(self) -> Settings:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
+from service.cpu_placement import plan_here
 from service.engine import Engine, EngineConfig
 from service.engine_process import EngineProcess
 from service.imaging import finish_image, open_image
@@ -122,7 +123,8 @@ def build_service(settings: Settings) -> ServiceState:
     )
     engine: Engine | EngineProcess
     if settings.engine == "process":  # the model runs in a child; this copy only describes and preprocesses
-        engine = EngineProcess(settings.to_env(), profile, config, metrics)
+        placement = plan_here(settings.cpu_placement, settings.torch_threads)
+        engine = EngineProcess(settings.to_env(), profile, config, metrics, placement)
     else:
         engine = Engine(runner, profile, config, observer=metrics)
     service = ServiceState(

@@ -127,6 +127,23 @@ def test_sigterm_ends_the_child_too() -> None:
         assert gone(pid), Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
+def threads_cpus(pid: int) -> set[frozenset[int]]:
+    """The CPU sets of every thread of `pid`."""
+    return {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_cpu_placement_pins_the_server_and_its_inference_process() -> None:
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("needs CPUs 0 and 1")
+    env = {"ELASTIC_ENGINE": "process", "ELASTIC_CPU_PLACEMENT": "0:1", "ELASTIC_TORCH_THREADS": "1"}
+    with serve(env=env) as running, httpx.Client(base_url=running.url, timeout=30.0) as c:
+        info = c.get("/v1/model").json()
+        assert info["serving"]["cpu_placement"] == {"server": "0", "inference": "1"}
+        assert answer(classify_raw(c))["exit"] == info["num_exits"] - 1
+        assert threads_cpus(running.process.pid) == {frozenset({0})}
+        assert threads_cpus(inference_child(running.process.pid)) == {frozenset({1})}
+
+
 def test_the_thread_engine_still_serves_and_reloads() -> None:
     # ELASTIC_ENGINE=thread (the default until process mode was measured): no child, same answers
     with serve(env={"ELASTIC_ENGINE": "thread", "ELASTIC_ADMIN_TOKEN": TOKEN}) as running:

@@ -1,0 +1,120 @@
+"""Concurrency 1, two servers side by side: one client sends each image to both in turn (alternating
+which goes first), so that both see the same moment of this noisy machine, and reports each one's
+p50 and the median of the per-pair differences (docs/performance.md quotes it).
+
+    git worktree add -f /tmp/base <commit>
+    python scripts/experiments/paired_c1.py --data ../shared/data/cifar10 /tmp/base . --requests 1000
+    python scripts/experiments/paired_c1.py --data ../shared/data/cifar10 .:ELASTIC_ENGINE=thread .
+
+Each SERVER is a source tree (served with this checkout's Python) and optional NAME=VALUE settings
+after colons. The client is a blocking socket: no event loop of its own in the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.dataset import load_samples  # noqa: E402
+from benchmarks.http1 import build_request  # noqa: E402
+from benchmarks.servers import free_port  # noqa: E402
+
+BOUNDARY = "pairedc1boundary"
+
+
+def multipart(image: bytes) -> bytes:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    )
+    return head.encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def start(spec: str, port: int) -> subprocess.Popen:
+    tree, *settings = spec.split(":")
+    env = {**os.environ, "ELASTIC_TORCH_THREADS": "1", **dict(s.split("=", 1) for s in settings)}
+    command = [sys.executable, "-m", "elastic_cli.main", "serve", str(ROOT / "models/pretrained/resnet9-cifar10"),
+               "--port", str(port), "--no-access-log"]  # fmt: skip
+    return subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(port: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the server on port {port} did not get ready")
+
+
+class Connection:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def exchange(self, request: bytes) -> tuple[float, float]:
+        """(client ms, the answer's latency_ms)."""
+        started = time.perf_counter()
+        self.sock.sendall(request)
+        self.file.readline()
+        length = 0
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        body = self.file.read(length)
+        return (time.perf_counter() - started) * 1e3, json.loads(body)["latency_ms"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("servers", nargs=2, metavar="SERVER")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--requests", type=int, default=1000)
+    args = parser.parse_args()
+    classes = sorted(p.name for p in (Path(args.data) / "test").iterdir() if p.is_dir())
+    images = [s.data for s in load_samples(args.data, classes, 200)]
+    ports = [free_port(), free_port()]
+    processes = [start(spec, port) for spec, port in zip(args.servers, ports, strict=True)]
+    try:
+        for port in ports:
+            wait_ready(port)
+        connections = [Connection(port) for port in ports]
+        content_type = f"multipart/form-data; boundary={BOUNDARY}"
+        requests = [[build_request(f"http://127.0.0.1:{p}/v1/classify", multipart(i), content_type) for i in images]
+                    for p in ports]  # fmt: skip
+        client: list[list[float]] = [[], []]
+        server: list[list[float]] = [[], []]
+        for n in range(args.requests):
+            for side in (0, 1) if n % 2 == 0 else (1, 0):
+                c, s = connections[side].exchange(requests[side][n % len(images)])
+                client[side].append(c)
+                server[side].append(s)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+    for side, spec in enumerate(args.servers):
+        print(f"{spec}: client p50 {statistics.median(client[side]):.3f} ms, server p50 "
+              f"{statistics.median(server[side]):.3f} ms")  # fmt: skip
+    client_diff = statistics.median(b - a for a, b in zip(client[0], client[1], strict=True))
+    server_diff = statistics.median(b - a for a, b in zip(server[0], server[1], strict=True))
+    print(f"second minus first, median of pairs: client {client_diff:+.3f} ms, server {server_diff:+.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
