@@ -463,6 +463,9 @@ def child_main(  # pragma: no cover - runs in the child process
             message = control.get(timeout=1.0)
         except queue.Empty:
             uplink.flush()
+            if engine.error is not None:  # nobody reads the jobs any more: end, so that the server fails them
+                uplink.send(("failed", f"the inference thread failed: {engine.error}"), with_events=False)
+                break
             continue
         if message["kind"] == "stop":
             engine.stop(message["timeout"])

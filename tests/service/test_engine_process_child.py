@@ -1,0 +1,71 @@
+"""The inference process's own loop (`child_main`), run in a thread of the test with real pipes: it
+answers jobs from its inference thread, and when that thread dies it says so and ends, so that the
+server fails the requests it has sent instead of waiting for them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from service.engine_process import child_main
+from service.pipe_writer import PipeWriter
+
+ENV = {"ELASTIC_TORCH_THREADS": "1", "ELASTIC_WARMUP_RUNS": "0", "ELASTIC_CALIBRATION_RUNS": "2",
+       "ELASTIC_IDLE_REFRESH_MS": "0"}  # fmt: skip
+
+
+def job(job_id: int) -> dict:
+    return {"kind": "job", "id": job_id, "shape": [3, 32, 32], "deadline": None, "max_mflops": None,
+            "min_confidence": None, "received": 0.0, "top_k": None, "handoff": 0.0}  # fmt: skip
+
+
+@pytest.fixture
+def child() -> Iterator[tuple[PipeWriter, object, threading.Thread]]:
+    inbox, to_child = multiprocessing.Pipe(duplex=False)
+    from_child, outbox = multiprocessing.Pipe(duplex=False)
+    thread = threading.Thread(target=child_main, args=(inbox, outbox, ENV), daemon=True)
+    thread.start()
+    writer = PipeWriter(os.dup(to_child.fileno()))  # owns its copy, as in EngineProcess.start
+    to_child.close()
+    ready = from_child.recv() if from_child.poll(120) else None
+    assert ready is not None and ready[0] == "ready", ready
+    yield writer, from_child, thread
+    writer.send({"kind": "stop", "timeout": 5.0})
+    thread.join(30)
+    writer.close()
+
+
+def next_reply(from_child: object, kinds: tuple[str, ...] = ("answer", "fail", "failed")) -> tuple:
+    while from_child.poll(30):  # type: ignore[attr-defined]
+        message = from_child.recv()  # type: ignore[attr-defined]
+        if message[0] in kinds:
+            return message
+    raise AssertionError("no reply from the inference process")
+
+
+def test_jobs_are_answered_by_the_inference_thread(child: tuple) -> None:
+    writer, from_child, _ = child
+    for job_id in range(3):
+        writer.send(job(job_id), torch.rand(3, 32, 32).numpy().tobytes())
+    answers = [next_reply(from_child) for _ in range(3)]
+    assert sorted(a[1] for a in answers) == [0, 1, 2]
+    assert all(a[0] == "answer" and a[2].runner is None for a in answers)  # the server labels them itself
+
+
+def test_a_dead_inference_thread_is_reported_and_ends_the_process(child: tuple) -> None:
+    writer, from_child, thread = child
+    broken = job(7)
+    del broken["shape"]  # a job the inference thread cannot read: it dies of it
+    writer.send(broken, b"")
+    failed = next_reply(from_child, ("failed",))
+    assert "the inference thread failed" in failed[1] and "shape" in failed[1]
+    thread.join(10)
+    assert not thread.is_alive()
+    with pytest.raises(EOFError):  # its end of the pipe is closed: the server fails what it sent
+        while True:
+            from_child.recv()
