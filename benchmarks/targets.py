@@ -80,7 +80,12 @@ def _worst_hit(points: list[dict[str, Any]]) -> tuple[float | None, str]:
         return None, "no eligible points" + note
     worst = min(scored, key=lambda p: p["server_hit_rate"])
     where = f"budget {worst['budget_ms']:g} ms at " + (f"{worst['load']:g}× saturation" if "load" in worst else "c=1")
-    return worst["server_hit_rate"], f"worst: {where} over {len(scored)} points{note}"
+    # the goal holds at every point; with 1000 requests a point tells 99.9 % from 99.8 % poorly, so the
+    # detail adds all the scored answers together (the target itself stays the worst point)
+    answers = sum(p["ok"] for p in scored)
+    late = sum(round(p["ok"] * (1 - p["server_hit_rate"])) for p in scored)
+    pooled = f"{100 * (1 - late / answers):.2f}% ({late} late of {answers} answers)"
+    return worst["server_hit_rate"], f"worst: {where} over {len(scored)} points{note}; all together: {pooled}"
 
 
 def _hit_rates(results: dict[str, Any]) -> list[dict[str, Any]]:

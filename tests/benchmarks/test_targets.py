@@ -1,4 +1,5 @@
-"""The hit-rate targets score only points with enough answers, whichever way a small point leans."""
+"""The hit-rate targets score only points with enough answers, whichever way a small point leans, and
+say how all scored answers did together."""
 
 from __future__ import annotations
 
@@ -23,3 +24,10 @@ def test_a_small_perfect_point_does_not_count_either() -> None:
 def test_nothing_to_score() -> None:
     rate, detail = _worst_hit([point(3, 2, 0.5)])
     assert rate is None and detail.startswith("no eligible points")
+
+
+def test_the_detail_adds_the_scored_points_together_but_the_worst_point_decides() -> None:
+    points = [point(3, 1000, 0.998), point(5, 1000, 1.0), point(8, 3, 0.0)]  # 2 late of 2000 scored answers
+    rate, detail = _worst_hit(points)
+    assert rate == 0.998
+    assert "all together: 99.90% (2 late of 2000 answers)" in detail
