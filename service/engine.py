@@ -112,7 +112,9 @@ class Arrival:
 
 class Reply(Protocol):
     """Where a job's answer goes instead of an asyncio future: settled by the engine in its own thread
-    (the inference process sends it up its pipe from there, without waking another thread)."""
+    (the inference process sends it up its pipe from there, without waking another thread). It may
+    hold the answer until the engine calls the `deliver` given to `Engine.feed_from`: all answers of an
+    exit are stamped first, then sent."""
 
     def done(self) -> bool: ...
     def settle(self, answer: Answer | None, error: BaseException | None) -> None: ...
@@ -201,6 +203,8 @@ class Engine:
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._intake: Callable[[], bool] | None = None  # see feed_from
+        self._deliver: Callable[[], None] | None = None
+        self._undelivered = False  # inference thread: replies settled, `_deliver` not called since
         self._intake_fd = -1
         self._intake_poll = select.poll()
 
@@ -285,12 +289,14 @@ class Engine:
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
 
-    def feed_from(self, fd: int, drain: Callable[[], bool]) -> None:
+    def feed_from(self, fd: int, drain: Callable[[], bool], deliver: Callable[[], None] | None = None) -> None:
         """Let the inference thread take in its own jobs: it calls `drain()` (which reads `fd` and calls
         `submit`) whenever `fd` is readable, while idle and between stages. Call before `start`. The
         inference process does this, so that a job reaches the model and its answer leaves without
-        waking another thread. `drain` returns False once `fd` is done (closed, or told to stop)."""
-        self._intake, self._intake_fd = drain, fd
+        waking another thread. `drain` returns False once `fd` is done (closed, or told to stop).
+        `deliver()` sends what the jobs' Replies hold: after each exit's answers, and at once for
+        refusals and failures."""
+        self._intake, self._intake_fd, self._deliver = drain, fd, deliver
         self._intake_poll.register(fd, select.POLLIN)
         self._wakeup.watch(fd)
 
@@ -536,15 +542,15 @@ class Engine:
             t0 = self._step_starts(0, len(active))
             features = runner.batch([job.tensor for job in active])  # timed with stage 0, as calibrated
             for k in range(runner.num_exits):
-                if k:
-                    t0 = self._step_starts(k, len(active))
                 features = runner.stage(k, features)
                 ended = self.clock()
-                profile.observe(k, len(active), ended - t0)
                 now = self._take_in(ended)  # before deciding who goes on: the queue's deadlines count
+                profile.observe(k, len(active), now - t0)  # taking jobs in is part of the step's time
                 keep, head_s = self._exit(k, active, features, now, start)
-                self._wake_loops()  # the answers of this exit go out before the next stage runs
                 self._observe("stage", k, len(active), ended - t0 + head_s)
+                if keep:  # sending this exit's answers and selecting the rows are timed with the next stage
+                    t0 = self._step_starts(k + 1, len(keep))
+                self._wake_loops()  # the answers of this exit go out before the next stage runs
                 if not keep:
                     return
                 if len(keep) < len(active):
@@ -569,7 +575,11 @@ class Engine:
 
     def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
         """Exit k after its stage ran: read the head for the requests that may stop here, answer those
-        that stop, and return (the rows that go on, seconds spent reading the head)."""
+        that stop, and return (the rows that go on, seconds spent reading the head).
+
+        The profile's head time is the whole exit, from `now` to the last answer made: the decisions,
+        the read and the answers. An answer is stamped at its end, so predicting the read alone left
+        exit 0 at the tightest budgets a little late, and too often (docs/performance.md)."""
         runner, profile, quantile = self.runner, self.profile, self.config.quantile
         last = k + 1 >= runner.num_exits
         next_direct = math.inf if last else runner.direct_mflops[k + 1]
@@ -581,10 +591,9 @@ class Engine:
         if not need:  # nobody can stop here: skip the head
             return list(range(len(active))), 0.0
 
-        t0 = self.clock()
+        entered, t0 = now, self.clock()
         probs, confidence, class_id = runner.read_exit(k, features, None if len(need) == len(active) else need)
         now = self.clock()
-        profile.observe_head(k, len(need), now - t0)
         going_on = sum(r is Reason.CONTINUE for r in reasons)
         predicted = profile.predict(k + 1, going_on, quantile) if going_on and not last else 0.0
         queue_ok = not going_on or self._queue_allows(now, predicted)
@@ -602,6 +611,7 @@ class Engine:
             top = runner.top_k(probs, i, job.top_k) if job.top_k else None
             self._answer(job, k, class_id[i], confidence[i], reason, top, start)
             stopped.add(row)
+        profile.observe_head(k, len(need), self.clock() - entered)
         return [row for row in range(len(active)) if row not in stopped], now - t0
 
     def _time_check(self, k: int, active: list[Job], reasons: list[Reason], now: float, next_direct: float) -> None:
@@ -684,9 +694,14 @@ class Engine:
         """Resolve `future` on its own loop (from any thread) unless it is already done. With `wake`
         False the loop is woken later (`_wake_loops`); returns the channel used, if any."""
 
-        if not isinstance(future, asyncio.Future):  # a Reply: it delivers itself, from this thread
+        if not isinstance(future, asyncio.Future):  # a Reply: sent by `_deliver`, from this thread
             if not future.done():
                 future.settle(answer, error)
+                if self._deliver is not None:
+                    if wake:
+                        self._deliver()
+                    else:
+                        self._undelivered = True
             return None
 
         def settle() -> None:
@@ -709,9 +724,13 @@ class Engine:
         return channel
 
     def _wake_loops(self) -> None:
-        """Inference thread: wake the loops of the answers posted since the last call, once each."""
+        """Inference thread: wake the loops of the answers posted since the last call, once each, and
+        deliver the Replies settled since."""
         while self._unwoken:
             self._unwoken.pop().wake()
+        if self._undelivered:
+            self._undelivered = False
+            self._deliver()  # type: ignore[misc]  # set whenever replies wait for it
 
     def _observe(self, hook: str, *args: Any) -> None:
         if self.observer is None:

@@ -347,6 +347,7 @@ class _Uplink:
     def __init__(self, outbox: Any, events: list) -> None:
         self._outbox, self._events = outbox, events
         self._lock = threading.Lock()
+        self._held: list[tuple] = []  # answers stamped and not sent yet (see `deliver`)
 
     def send(self, message: tuple, with_events: bool = True) -> None:
         with self._lock, contextlib.suppress(OSError):  # the server is gone: nobody to tell
@@ -356,6 +357,17 @@ class _Uplink:
                 message = (*message, taken)
             self._outbox.send(message)
 
+    def hold(self, message: tuple) -> None:
+        """Keep `message` until `deliver`: the engine stamps all answers of an exit, then sends them."""
+        with self._lock:
+            self._held.append(message)
+
+    def deliver(self) -> None:
+        with self._lock:
+            held, self._held = self._held, []
+        for message in held:
+            self.send(message)
+
     def flush(self) -> None:
         """What the idle refresh observes reaches the parent's profile without an answer."""
         if self._events:
@@ -363,7 +375,8 @@ class _Uplink:
 
 
 class _Reply:
-    """A job's answer, sent up the pipe by the inference thread as soon as the engine settles it."""
+    """A job's answer, sent up the pipe by the inference thread when the engine delivers (right after
+    the exit that made it)."""
 
     def __init__(self, job_id: int, uplink: _Uplink) -> None:
         self.job_id, self._uplink, self._done = job_id, uplink, False
@@ -374,9 +387,9 @@ class _Reply:
     def settle(self, answer: Any, error: BaseException | None) -> None:
         self._done = True
         if error is None:  # the parent labels it with its own copy of the runner
-            self._uplink.send(("answer", self.job_id, dataclasses.replace(answer, runner=None)))
+            self._uplink.hold(("answer", self.job_id, dataclasses.replace(answer, runner=None)))
         else:
-            self._uplink.send(("fail", self.job_id, type(error).__name__, str(error)))
+            self._uplink.hold(("fail", self.job_id, type(error).__name__, str(error)))
 
 
 class _Intake:
@@ -451,7 +464,8 @@ def child_main(  # pragma: no cover - runs in the child process
     def to_tensor(data: bytes, shape: list[int]) -> torch.Tensor:
         return torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
 
-    engine.feed_from(inbox.fileno(), _Intake(inbox.fileno(), engine, uplink, control, to_tensor).drain)
+    intake = _Intake(inbox.fileno(), engine, uplink, control, to_tensor)
+    engine.feed_from(inbox.fileno(), intake.drain, uplink.deliver)
     engine.start()
     while not engine.ready.wait(0.5):
         if engine.error is not None:

@@ -35,14 +35,19 @@ class RecordingReply:
 
 
 class PipeIntake:
-    """One byte down the pipe per job; the budgets to give them, in order."""
+    """One byte down the pipe per job; the budgets to give them, in order. Taking a job in costs
+    `cost_s` of the engine's simulated clock."""
 
-    def __init__(self, engine: Engine, budgets: list[Budget]) -> None:
-        self.engine, self.budgets = engine, list(budgets)
+    def __init__(self, engine: Engine, budgets: list[Budget], cost_s: float = 0.0) -> None:
+        self.engine, self.budgets, self.cost_s = engine, list(budgets), cost_s
         self.read_fd, self.write_fd = os.pipe()
         self.replies: list[RecordingReply] = []
         self.drains = 0
-        engine.feed_from(self.read_fd, self.drain)
+        self.deliveries: list[int] = []  # how many replies were settled at each call of deliver
+        engine.feed_from(self.read_fd, self.drain, self.deliver)
+
+    def deliver(self) -> None:
+        self.deliveries.append(sum(reply.done() for reply in self.replies))
 
     def drain(self) -> bool:
         self.drains += 1
@@ -53,6 +58,8 @@ class PipeIntake:
             reply = RecordingReply()
             self.replies.append(reply)
             self.engine.submit(Job(torch.rand(3, 32, 32), self.budgets.pop(0), self.engine.clock(), reply))
+            if self.cost_s:
+                self.engine.clock.now += self.cost_s  # type: ignore[attr-defined]  # the simulated clock
         return True
 
     def send(self, jobs: int = 1) -> None:
@@ -127,3 +134,48 @@ def test_a_closed_intake_is_let_go_and_the_engine_still_serves(checkpoint: Check
     settled([reply])
     assert reply.error is None and reply.thread == "elastic-inference"
     engine.stop(5.0)
+
+
+def test_the_answers_of_an_exit_are_all_made_before_they_are_delivered(checkpoint: Checkpoint) -> None:
+    # three jobs in one batch, all stopped by their deadline at exit 0 (10 ms; exit 1 would answer at 20)
+    engine, clock, _ = make_engine(checkpoint)
+    intake = PipeIntake(engine, [Budget(deadline=clock.now + 0.015)] * 3)
+    intake.send(3)
+    engine.start(calibrate_first=False)
+    while len(intake.replies) < 3:
+        time.sleep(0.01)
+    settled(intake.replies)
+    assert all(r.answer.exit_index == 0 and r.answer.budget_met for r in intake.replies)
+    time.sleep(0.05)
+    assert intake.deliveries == [3]  # once, after the third answer
+    engine.stop(5.0)
+    intake.close()
+
+
+def test_taking_jobs_in_between_stages_counts_in_the_stage_time(checkpoint: Checkpoint) -> None:
+    # B arrives during A's stage 0 and taking it in costs 1 ms: the profile sees stage 0 at 11 ms, and
+    # the whole exit (decisions, head read, answers) as exit 0's head time
+    engine, clock, runner = make_engine(checkpoint, head_s=0.002)
+    observed: list[tuple[str, int, float]] = []
+    observe, observe_head = engine.profile.observe, engine.profile.observe_head
+    engine.profile.observe = lambda k, b, s, h=None: (observed.append(("stage", k, s)), observe(k, b, s, h))[1]
+    engine.profile.observe_head = lambda k, b, s: (observed.append(("head", k, s)), observe_head(k, b, s))[1]
+    t0 = clock.now
+    intake = PipeIntake(engine, [Budget(deadline=t0 + 0.015), Budget()], cost_s=0.001)
+    original_stage = SlowDevice.stage
+
+    def stage(index: int, features: torch.Tensor) -> torch.Tensor:
+        if len(intake.replies) == 1 and index == 0:
+            intake.send()  # B arrives while A's stage 0 runs
+        return original_stage(runner, index, features)
+
+    runner.stage = stage  # type: ignore[method-assign]
+    intake.send()  # A: stopped at exit 0 by its deadline
+    engine.start(calibrate_first=False)
+    while len(intake.replies) < 2:
+        time.sleep(0.01)
+    settled(intake.replies)
+    engine.stop(5.0)
+    intake.close()
+    assert ("stage", 0, pytest.approx(STAGE_S + 0.001)) in observed
+    assert ("head", 0, pytest.approx(0.002)) in observed
