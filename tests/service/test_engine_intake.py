@@ -79,6 +79,17 @@ def settled(replies: list[RecordingReply], timeout_s: float = 30.0) -> None:
         assert reply.settled.wait(timeout_s)
 
 
+def second_arrives_during_first_stage_0(runner: SlowDevice, intake: PipeIntake) -> None:
+    """The second job (B) is sent while the first one's (A's) stage 0 runs."""
+
+    def stage(index: int, features: torch.Tensor) -> torch.Tensor:
+        if len(intake.replies) == 1 and index == 0:
+            intake.send()
+        return SlowDevice.stage(runner, index, features)
+
+    runner.stage = stage  # type: ignore[method-assign]
+
+
 def test_the_inference_thread_takes_jobs_in_and_answers_them_itself(checkpoint: Checkpoint) -> None:
     engine, _, runner = make_engine(checkpoint)
     intake = PipeIntake(engine, [Budget()] * 3)
@@ -101,14 +112,7 @@ def test_a_job_that_arrives_mid_batch_is_seen_before_the_batch_goes_deeper(check
     engine, clock, runner = make_engine(checkpoint, max_batch_size=1)
     t0 = clock.now
     intake = PipeIntake(engine, [Budget(deadline=t0 + 0.035), Budget(deadline=t0 + 0.038)])
-    original_stage = SlowDevice.stage
-
-    def stage(index: int, features: torch.Tensor) -> torch.Tensor:
-        if len(intake.replies) == 1 and index == 0:
-            intake.send()  # B arrives while A's stage 0 runs
-        return original_stage(runner, index, features)
-
-    runner.stage = stage  # type: ignore[method-assign]
+    second_arrives_during_first_stage_0(runner, intake)
     intake.send()  # A
     engine.start(calibrate_first=False)
     while len(intake.replies) < 2:
@@ -162,14 +166,7 @@ def test_taking_jobs_in_between_stages_counts_in_the_stage_time(checkpoint: Chec
     engine.profile.observe_head = lambda k, b, s: (observed.append(("head", k, s)), observe_head(k, b, s))[1]
     t0 = clock.now
     intake = PipeIntake(engine, [Budget(deadline=t0 + 0.015), Budget()], cost_s=0.001)
-    original_stage = SlowDevice.stage
-
-    def stage(index: int, features: torch.Tensor) -> torch.Tensor:
-        if len(intake.replies) == 1 and index == 0:
-            intake.send()  # B arrives while A's stage 0 runs
-        return original_stage(runner, index, features)
-
-    runner.stage = stage  # type: ignore[method-assign]
+    second_arrives_during_first_stage_0(runner, intake)
     intake.send()  # A: stopped at exit 0 by its deadline
     engine.start(calibrate_first=False)
     while len(intake.replies) < 2:
