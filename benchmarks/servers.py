@@ -65,8 +65,9 @@ def start(
     log_dir: Path,
     env: dict[str, str] | None = None,
     timeout_s: float = 120.0,
+    cwd: Path | None = None,
 ) -> ServerProcess:
-    """Launch `command` and wait until GET `ready_path` answers 200 (or the process dies)."""
+    """Launch `command` (in `cwd`) and wait until GET `ready_path` answers 200 (or the process dies)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log_file = log_path.open("w")
@@ -76,6 +77,7 @@ def start(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        cwd=cwd,
     )
     server = ServerProcess(name, f"http://{HOST}:{port}", process, log_path, log_file)
     deadline = time.monotonic() + timeout_s

@@ -108,6 +108,8 @@ def plan(
 
 def plan_here(setting: str, torch_threads: int) -> Placement | None:
     """`plan` for this process, logged."""
+    if setting == "off":  # the default: nothing to read or log
+        return None
     allowed = frozenset(os.sched_getaffinity(0))
     several_workers = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by `elastic serve --workers N`
     placement, why = plan(setting, allowed, torch_threads, cgroup_cpu_limit(), several_workers)

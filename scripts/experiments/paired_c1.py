@@ -13,14 +13,13 @@ after colons. The client is a blocking socket: no event loop of its own in the m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,36 +27,19 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.dataset import load_samples  # noqa: E402
 from benchmarks.http1 import build_request  # noqa: E402
-from benchmarks.servers import free_port  # noqa: E402
+from benchmarks.loadgen import multipart_body  # noqa: E402
+from benchmarks.servers import ServerProcess, elastic_command, free_port, start  # noqa: E402
 
 BOUNDARY = "pairedc1boundary"
+CHECKPOINT = ROOT / "models/pretrained/resnet9-cifar10"
 
 
-def multipart(image: bytes) -> bytes:
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    )
-    return head.encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def start(spec: str, port: int) -> subprocess.Popen:
+def serve(spec: str, port: int, log_dir: Path) -> ServerProcess:
+    """SERVER is TREE[:NAME=VALUE...]: this checkout's Python serving the code of TREE."""
     tree, *settings = spec.split(":")
-    env = {**os.environ, "ELASTIC_TORCH_THREADS": "1", **dict(s.split("=", 1) for s in settings)}
-    command = [sys.executable, "-m", "elastic_cli.main", "serve", str(ROOT / "models/pretrained/resnet9-cifar10"),
-               "--port", str(port), "--no-access-log"]  # fmt: skip
-    return subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_ready(port: int, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"the server on port {port} did not get ready")
+    env = {"ELASTIC_TORCH_THREADS": "1", **dict(s.split("=", 1) for s in settings)}
+    command = [*elastic_command(CHECKPOINT, port), "--no-access-log"]
+    return start(f"server-{port}", command, port, "/readyz", log_dir, env, cwd=Path(tree))
 
 
 class Connection:
@@ -87,27 +69,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     args = parser.parse_args()
     classes = sorted(p.name for p in (Path(args.data) / "test").iterdir() if p.is_dir())
-    images = [s.data for s in load_samples(args.data, classes, 200)]
-    ports = [free_port(), free_port()]
-    processes = [start(spec, port) for spec, port in zip(args.servers, ports, strict=True)]
-    try:
-        for port in ports:
-            wait_ready(port)
+    samples = load_samples(args.data, classes, 200)
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    client: list[list[float]] = [[], []]
+    server: list[list[float]] = [[], []]
+    with tempfile.TemporaryDirectory() as logs, contextlib.ExitStack() as running:
+        ports = [free_port(), free_port()]
+        for spec, port in zip(args.servers, ports, strict=True):
+            running.enter_context(serve(spec, port, Path(logs)))
         connections = [Connection(port) for port in ports]
-        content_type = f"multipart/form-data; boundary={BOUNDARY}"
-        requests = [[build_request(f"http://127.0.0.1:{p}/v1/classify", multipart(i), content_type) for i in images]
-                    for p in ports]  # fmt: skip
-        client: list[list[float]] = [[], []]
-        server: list[list[float]] = [[], []]
+        requests = [[build_request(f"http://127.0.0.1:{p}/v1/classify", multipart_body(s, {}, BOUNDARY), content_type)
+                     for s in samples] for p in ports]  # fmt: skip
         for n in range(args.requests):
             for side in (0, 1) if n % 2 == 0 else (1, 0):
-                c, s = connections[side].exchange(requests[side][n % len(images)])
+                c, s = connections[side].exchange(requests[side][n % len(samples)])
                 client[side].append(c)
                 server[side].append(s)
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
     for side, spec in enumerate(args.servers):
         print(f"{spec}: client p50 {statistics.median(client[side]):.3f} ms, server p50 "
               f"{statistics.median(server[side]):.3f} ms")  # fmt: skip
