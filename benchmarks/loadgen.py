@@ -41,6 +41,7 @@ class Record:
     queue_ms: float | None = None
     mflops: float | None = None
     budget_met: bool | None = None
+    stopped_by: str | None = None
     error: str | None = None
     error_code: str | None = None  # the "error" field of a JSON error body
 
@@ -117,6 +118,7 @@ def _parse(record: Record, response: Response) -> None:
     record.queue_ms = body.get("queue_ms")
     record.mflops = body.get("mflops")
     record.budget_met = body.get("budget_met")
+    record.stopped_by = body.get("stopped_by")
 
 
 class LoadGenerator:

@@ -26,6 +26,20 @@ def exits_text(histogram: dict[str, int]) -> str:
     return " ".join(f"{k}:{v}" for k, v in histogram.items()) or "-"
 
 
+def late_text(point: dict[str, Any]) -> str:
+    """The late answers (server-side) by exit, and the most one missed by: "0:2 3:1 (1.27 ms)"."""
+    late = point.get("late_exits")
+    if not late:
+        return "-"
+    worst = (point.get("late_by_ms") or {}).get("p100")
+    return exits_text(late) + ("" if worst is None else f" ({worst:.2f} ms)")
+
+
+def overrun_text(point: dict[str, Any]) -> str:
+    count = point.get("overrun_answers")
+    return "-" if count is None else str(count)
+
+
 def load_text(point: dict[str, Any]) -> str:
     if point.get("mode") == "open":
         return f"open {point['rate']:.0f}/s"
@@ -150,6 +164,8 @@ def _budget_sweep(results: dict[str, Any]) -> str:
                 pct(p["oracle_accuracy"]),
                 "-" if gap is None else f"{100 * gap:+.1f}",
                 pct(p["server_hit_rate"], 2),
+                late_text(p),
+                overrun_text(p),
                 pct(p["client_hit_rate"], 2),
                 ms(p["server_ms"]["p50"]),
                 ms(p["server_ms"]["p99"]),
@@ -165,6 +181,8 @@ def _budget_sweep(results: dict[str, Any]) -> str:
         "oracle accuracy",
         "served − oracle (points)",
         "in budget (server)",
+        "late: exits (worst)",
+        "overrun answers",
         "in budget (client)",
         "server p50 ms",
         "server p99 ms",
@@ -189,6 +207,8 @@ def _load_sweep(results: dict[str, Any]) -> str:
                 p["rejected"],
                 p["errors"],
                 pct(p["server_hit_rate"], 2),
+                late_text(p),
+                overrun_text(p),
                 pct(p["client_hit_rate_sent"], 2),
                 pct(p["accuracy"]),
                 ms(p["server_ms"]["p50"]),
@@ -207,6 +227,8 @@ def _load_sweep(results: dict[str, Any]) -> str:
         "rejected",
         "errors",
         "in budget (server, accepted)",
+        "late: exits (worst)",
+        "overrun answers",
         "in budget (client, all sent)",
         "accuracy",
         "server p50 ms",
@@ -355,7 +377,10 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
   server): refused rather than answered late; errors = any other failure. "In budget (server)" is the server's
   `budget_met` over accepted requests, stamped when the engine has the answer (the way back to the
   request's handler and the response come after); "client" compares the client-side latency with the
-  budget.
+  budget. "Late: exits (worst)" lists the exits the late answers came from and the most one missed
+  by: a late answer from exit 0 waited or ran too long before its first exit; one from a deeper exit
+  had a stage run past its prediction. "Overrun answers" were given at the deadline from an earlier
+  exit because the deeper stage ran late (`stopped_by: overrun`, `ELASTIC_OVERRUN_ANSWERS`).
 - Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
   over the span of their sends); the client shares the cores with the server, so under overload it
   may offer less than nominal.
