@@ -35,11 +35,6 @@ def late_text(point: dict[str, Any]) -> str:
     return exits_text(late) + ("" if worst is None else f" ({worst:.2f} ms)")
 
 
-def overrun_text(point: dict[str, Any]) -> str:
-    count = point.get("overrun_answers")
-    return "-" if count is None else str(count)
-
-
 def load_text(point: dict[str, Any]) -> str:
     if point.get("mode") == "open":
         return f"open {point['rate']:.0f}/s"
@@ -165,7 +160,6 @@ def _budget_sweep(results: dict[str, Any]) -> str:
                 "-" if gap is None else f"{100 * gap:+.1f}",
                 pct(p["server_hit_rate"], 2),
                 late_text(p),
-                overrun_text(p),
                 pct(p["client_hit_rate"], 2),
                 ms(p["server_ms"]["p50"]),
                 ms(p["server_ms"]["p99"]),
@@ -182,7 +176,6 @@ def _budget_sweep(results: dict[str, Any]) -> str:
         "served − oracle (points)",
         "in budget (server)",
         "late: exits (worst)",
-        "overrun answers",
         "in budget (client)",
         "server p50 ms",
         "server p99 ms",
@@ -208,7 +201,6 @@ def _load_sweep(results: dict[str, Any]) -> str:
                 p["errors"],
                 pct(p["server_hit_rate"], 2),
                 late_text(p),
-                overrun_text(p),
                 pct(p["client_hit_rate_sent"], 2),
                 pct(p["accuracy"]),
                 ms(p["server_ms"]["p50"]),
@@ -228,7 +220,6 @@ def _load_sweep(results: dict[str, Any]) -> str:
         "errors",
         "in budget (server, accepted)",
         "late: exits (worst)",
-        "overrun answers",
         "in budget (client, all sent)",
         "accuracy",
         "server p50 ms",
@@ -379,8 +370,7 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
   request's handler and the response come after); "client" compares the client-side latency with the
   budget. "Late: exits (worst)" lists the exits the late answers came from and the most one missed
   by: a late answer from exit 0 waited or ran too long before its first exit; one from a deeper exit
-  had a stage run past its prediction. "Overrun answers" were given at the deadline from an earlier
-  exit because the deeper stage ran late (`stopped_by: overrun`, `ELASTIC_OVERRUN_ANSWERS`).
+  had a stage run past its prediction.
 - Open-loop rate: the nominal Poisson rate and, in brackets, what the client really offered (requests
   over the span of their sends); the client shares the cores with the server, so under overload it
   may offer less than nominal.

@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 from service.handoff import LoopChannel
 from service.handoff_estimate import HandoffEstimate
-from service.overrun import OverrunWatch, Passed
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 from service.profile import QUANTILES, LatencyProfile, calibrate
 from service.wakeup import Wakeup
@@ -133,11 +132,6 @@ class Job:
     seq: int = 0
     enqueued: float = 0.0
     heads_mflops: float = 0.0  # earlier exit heads read on this request's row (it went on after them)
-    # with the overrun watch: whether an answer (or failure) has been given, by either thread, and the
-    # last exit passed while the request is in a deeper stage (see service.overrun)
-    claimed: bool = False
-    passed: Passed | None = None
-    armed: bool = False
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -177,12 +171,6 @@ class EngineConfig:
     # interval for the GIL while the event loop parses requests; measured here at 370 requests/s with
     # 8 ms budgets, late answers fell from 6% to about 1%, with the same saturation throughput.
     gil_switch_interval_s: float | None = 0.0001
-    # A request whose stage runs past its deadline is answered then from the last exit it passed
-    # (service.overrun), if the runner allows reading a head beside a running stage (`reads_aside`).
-    overrun_answers: bool = True
-    # how long before the deadline the watch starts that answer, besides the head read itself (the
-    # profile's p99) and the hand-off: its own wake-up and sending the answer
-    overrun_lead_s: float = 0.0002
 
 
 @dataclass
@@ -219,10 +207,6 @@ class Engine:
         self._undelivered = False  # inference thread: replies settled, `_deliver` not called since
         self._intake_fd = -1
         self._intake_poll = select.poll()
-        self._claim_lock = threading.Lock()  # one answer per job: the inference thread or the overrun watch
-        self._watch: OverrunWatch | None = None
-        if self.config.overrun_answers:  # armed only on runners that can read a head aside (`_pass`)
-            self._watch = OverrunWatch(self.clock, self._overrun)
 
     # -- event-loop side ---------------------------------------------------------------------------
 
@@ -235,8 +219,6 @@ class Engine:
             target=self._main, args=(calibrate_first,), name="elastic-inference", daemon=True
         )
         self._thread.start()
-        if self._watch is not None:
-            self._watch.start()
 
     @property
     def queue_depth(self) -> int:
@@ -440,8 +422,6 @@ class Engine:
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._watch is not None:  # after the inference thread: its last batch may still need it
-            self._watch.stop()
         with self._lock:
             leftover, self._heap = self._heap, []
         if self._thread is None or not self._thread.is_alive():
@@ -566,17 +546,10 @@ class Engine:
                 ended = self.clock()
                 now = self._take_in(ended)  # before deciding who goes on: the queue's deadlines count
                 profile.observe(k, len(active), now - t0)  # taking jobs in is part of the step's time
-                if k and any(job.claimed for job in active):  # the overrun watch answered them meanwhile
-                    live = [row for row, job in enumerate(active) if not job.claimed]
-                    if not live:
-                        self._observe("stage", k, len(active), ended - t0)
-                        return
-                    features, active = runner.select(features, live), [active[row] for row in live]
                 keep, head_s = self._exit(k, active, features, now, start)
                 self._observe("stage", k, len(active), ended - t0 + head_s)
                 if keep:  # sending this exit's answers and selecting the rows are timed with the next stage
                     t0 = self._step_starts(k + 1, len(keep))
-                    self._pass(k, active, keep, features, start)
                 self._wake_loops()  # the answers of this exit go out before the next stage runs
                 if not keep:
                     return
@@ -587,71 +560,9 @@ class Engine:
             log.exception("inference failed on a batch of %d", len(active))
             self._wake_loops()
             for job in active:
-                if self._claim(job):
-                    self._settle(job.future, error=InferenceError(f"inference failed: {err}"))
+                self._settle(job.future, error=InferenceError(f"inference failed: {err}"))
         finally:
             self._busy_until = 0.0
-
-    def _claim(self, job: Job) -> bool:
-        """Take the right to answer `job` (once: the inference thread and the overrun watch race for it)."""
-        if self._watch is None:
-            return True
-        with self._claim_lock:
-            if job.claimed:
-                return False
-            job.claimed, job.passed = True, None
-            return True
-
-    def _pass(self, k: int, active: list[Job], keep: list[int], features: Any, start: float) -> None:
-        """Inference thread: the requests in `keep` go on past exit k. Each with a deadline can be
-        answered from exit k should the stages ahead run past it (the overrun watch, armed once per
-        request: before its deadline by the head read, the hand-off and the watch's own lead)."""
-        runner = self.runner
-        if self._watch is None or k + 1 >= runner.num_exits or not getattr(runner, "reads_aside", False):
-            return
-        lead = self.profile.predict_head(k, 1, self.config.quantile) + self.handoff_s + self.config.overrun_lead_s
-        entries = []
-        for row in keep:
-            job = active[row]
-            deadline = job.budget.deadline
-            if deadline is None:
-                continue
-            # heads_mflops already counts head k when it was read for the confidence target: its own
-            # answer's path includes it
-            earlier = job.heads_mflops - (runner.head_mflops[k] if job.budget.min_confidence is not None else 0.0)
-            job.passed = Passed(k, features, row, runner, runner.direct_mflops[k] + earlier, start)
-            if not job.armed:
-                job.armed = True
-                entries.append((deadline - lead, job))
-        self._watch.arm(entries)
-
-    def _overrun(self, jobs: list[Job]) -> None:
-        """The overrun watch's thread: answer each of `jobs` not answered yet from the last exit it passed,
-        one head read per batch features. Runs beside the inference thread's stage."""
-        taken: dict[int, list[tuple[Job, Passed]]] = {}
-        with self._claim_lock:
-            for job in jobs:
-                passed = job.passed
-                if job.claimed or passed is None:
-                    continue
-                job.claimed, job.passed = True, None
-                taken.setdefault(id(passed.features), []).append((job, passed))
-        for group in taken.values():
-            first = group[0][1]
-            runner, k = first.runner, first.exit_index
-            try:
-                probs, confidence, class_id = runner.read_exit(k, first.features, [p.row for _, p in group])
-            except Exception as err:
-                log.exception("reading exit %d for %d overrun requests failed", k, len(group))
-                for job, _ in group:
-                    self._settle(job.future, error=InferenceError(f"inference failed: {err}"))
-                continue
-            for i, (job, passed) in enumerate(group):
-                top = runner.top_k(probs, i, job.top_k) if job.top_k else None
-                answer = self._make_answer(
-                    job, k, class_id[i], confidence[i], Reason.OVERRUN, top, passed.started, passed.mflops, runner
-                )
-                self._settle(job.future, answer=answer)
 
     def _step_starts(self, k: int, batch_size: int) -> float:
         """Inference thread: stage k (and head k) starts now for `batch_size` rows; admission counts the
@@ -754,33 +665,24 @@ class Engine:
     def _answer(
         self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float
     ) -> None:
-        if not self._claim(job):  # the overrun watch answered it already
-            return
-        mflops = self.runner.direct_mflops[exit_index] + job.heads_mflops
-        answer = self._make_answer(job, exit_index, class_id, confidence, reason, top, started, mflops, self.runner)
-        channel = self._settle(job.future, answer=answer, wake=False)
-        if channel is not None:
-            self._unwoken.add(channel)
-
-    def _make_answer(
-        self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any,
-        started: float, mflops: float, runner: Any,
-    ) -> Answer:  # fmt: skip
         now = self.clock()
         deadline = job.budget.deadline
-        return Answer(
+        answer = Answer(
             class_id=int(class_id),
             confidence=float(confidence),
             exit_index=exit_index,
-            mflops=mflops,
+            mflops=self.runner.direct_mflops[exit_index] + job.heads_mflops,
             latency_s=now - job.received,
             queue_s=max(0.0, started - job.enqueued),
             budget_met=deadline is None or now <= deadline,
             reason=reason,
             slack_s=None if deadline is None else deadline - now,
             top_k=top,
-            runner=runner,
+            runner=self.runner,
         )
+        channel = self._settle(job.future, answer=answer, wake=False)
+        if channel is not None:
+            self._unwoken.add(channel)
 
     def _settle(
         self,

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.engine import Answer
-from service.policy import Budget, Reason
+from service.policy import Budget
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,6 @@ class Metrics:
         self.queue_wait_hist = Histogram(
             "elastic_queue_wait_seconds", "Time a request waited in the engine queue before its batch started",
             buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.overruns = Counter(
-            "elastic_overrun_answers",
-            "Answers given at the deadline from the last exit passed, because the deeper stage ran late",
-            ["exit"], registry=r,
         )  # fmt: skip
         self.batch_size = Histogram(
             "elastic_batch_size", "Requests per batch when it starts", buckets=BATCH_BUCKETS, registry=r
@@ -123,8 +118,6 @@ class Metrics:
         exit_label = str(answer.exit_index)
         self.exit_latency.labels(exit=exit_label).observe(answer.latency_s)
         self.requests.labels(exit=exit_label, outcome="met" if answer.budget_met else "missed").inc()
-        if answer.reason is Reason.OVERRUN:
-            self.overruns.labels(exit=exit_label).inc()
         if answer.slack_s is not None:
             self.slack.observe(answer.slack_s)
 

@@ -35,9 +35,6 @@ class Reason(str, Enum):
     CONFIDENT = "confident"
     COMPUTE = "compute"
     DEADLINE = "deadline"
-    # the deadline came while the request was in a deeper stage that ran late: answered from the last
-    # exit it passed (service.overrun); never a decision of this policy
-    OVERRUN = "overrun"
 
 
 @dataclass(frozen=True)

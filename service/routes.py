@@ -455,9 +455,6 @@ async def model_info(service: Service) -> ModelInfo:
             "handoff_ms": round(service.engine.handoff_s * 1e3, 4),
             "cpu_placement": None if placement is None else placement.describe(),
             "profile_quantile": settings.profile_quantile,
-            # whether late stages are answered at the deadline from the exit before (service.overrun):
-            # asked for, on a CPU, and no stage of this model writes its input
-            "overrun_answers": settings.overrun_answers and runner.reads_aside and service.device == "cpu",
             "reject_unmeetable": settings.reject_unmeetable,
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,

@@ -162,27 +162,6 @@ class ModelRunner:
         self._transform = eval_transform(self.input_size, self.meta["mean"], self.meta["std"])
         self._mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(self.meta["std"], dtype=torch.float32).view(-1, 1, 1)
-        # whether the engine's overrun watch may read exit k's head from another thread while stage k+1
-        # runs on the same features (service.overrun): on the CPU, if no stage or head writes its input.
-        # On CUDA the read would queue behind the running stage on the same stream.
-        self.reads_aside = device.type == "cpu" and self._keeps_inputs()
-
-    @torch.inference_mode()
-    def _keeps_inputs(self) -> bool:
-        """Whether every stage and exit head leaves the features it reads unchanged (one random pass).
-        An in-place first op (a ReLU, say) would change what a head read beside the next stage sees."""
-        features = torch.randn(2, *self.input_size, device=self.device, dtype=self.dtype)
-        features = features.contiguous(memory_format=self.memory_format)
-        for k in range(self.num_exits):
-            features = self.model.run_stage(k, features)
-            before = features.clone()
-            self.model.run_exit(k, features)
-            if k + 1 < self.num_exits:
-                self.model.run_stage(k + 1, features)
-            if not torch.equal(before, features):
-                log.info("stage %d or exit %d writes its input: no answers from an earlier exit on overrun", k + 1, k)
-                return False
-        return True
 
     @property
     def precision(self) -> str:

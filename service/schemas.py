@@ -112,10 +112,7 @@ class ClassifyResponse(BaseModel):
     budget_mflops: float | None = Field(None, description="the compute budget applied (null: none)")
     budget_met: bool = Field(..., description="latency_ms <= budget_ms (true without a budget)")
     stopped_by: str = Field(
-        ...,
-        description="why it stopped here: final, confident, compute, deadline, or overrun (the deadline came "
-        "while a deeper stage ran late: answered from the last exit passed)",
-        examples=["deadline"],
+        ..., description="why it stopped here: final, confident, compute or deadline", examples=["deadline"]
     )
     top_k: list[TopK] | None = None
 

@@ -64,10 +64,6 @@ class Settings(BaseModel):
     # (service.handoff_estimate); off: none
     handoff_quantile: Literal["off", "p50", "p95", "p99"] = "p50"
 
-    # a request whose stage runs past its deadline is answered then from the last exit it passed, by a
-    # thread that reads that exit's head beside the running stage (service.overrun; CPU only)
-    overrun_answers: bool = True
-
     # latency profile
     # p99: on a shared CPU the stage times under load have long tails (GIL and core contention); with
     # p95, 8 ms budgets at half of saturation were met 97.6% of the time, with p99 99.4% (same run, same machine)

@@ -120,7 +120,6 @@ def build_service(settings: Settings) -> ServiceState:
         calibration_runs=settings.calibration_runs,
         idle_refresh_s=settings.idle_refresh_ms / 1e3 or None,  # 0: off
         gil_switch_interval_s=settings.gil_switch_interval_ms / 1e3,
-        overrun_answers=settings.overrun_answers,
     )
     engine: Engine | EngineProcess
     if settings.engine == "process":  # the model runs in a child; this copy only describes and preprocesses

@@ -42,7 +42,6 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
         assert p["ok"] + p["rejected"] + p["errors"] == p["sent"] > 0
         assert sum(p["exit_histogram"].values()) == p["ok"]
         assert sum(p["late_exits"].values()) == round(p["ok"] * (1 - p["server_hit_rate"]))
-        assert 0 <= p["overrun_answers"] <= p["ok"]
     # no budget means full depth: the fixed-depth baseline really ran to the final exit
     for c1 in (elastic["full_depth_c1"], elastic["full_depth_c1_raw"]):  # multipart, and the raw image body
         assert c1["exit_histogram"] == {str(len(exits) - 1): c1["ok"]} and c1["ok"] == c1["sent"]
@@ -61,7 +60,7 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     ):
         assert heading in text
     assert "Reduced run" in text
-    assert "late: exits (worst)" in text and "overrun answers" in text
+    assert "late: exits (worst)" in text
     for name in ("accuracy_vs_budget.png", "hit_rate_vs_load.png"):
         png = assets / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -60,8 +60,6 @@ def make_engine(checkpoint: Checkpoint, head_s: float = 0.0, **config) -> tuple[
     for k in range(runner.num_exits):  # a calibrated profile of the simulated device
         for b in (1, 2, 4, 8):
             profile.observe(k, b, STAGE_S, head_s)
-    # no overrun watch: it runs on the clock in a thread of its own, and this clock jumps a whole stage at
-    # once (test_engine_overrun.py drives it in real time)
-    defaults = {"max_batch_size": 8, "max_wait_s": 0.0, "margin_s": 0.0, "overrun_answers": False}
+    defaults = {"max_batch_size": 8, "max_wait_s": 0.0, "margin_s": 0.0}
     engine = Engine(runner, profile, EngineConfig(**{**defaults, **config}), clock=clock)
     return engine, clock, runner

@@ -193,18 +193,3 @@ def test_dropout_leaves_the_served_copy_and_the_outputs_stay() -> None:
     with torch.no_grad():
         for expected, got in zip(model(x), served(x), strict=True):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-
-
-class _DoublesItsInput(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul_(2)
-
-
-def test_heads_are_read_aside_only_where_no_stage_writes_its_input(checkpoint: Checkpoint) -> None:
-    # the overrun watch reads head k on stage k's output while stage k+1 runs on it (service.overrun)
-    assert ModelRunner(checkpoint, torch.device("cpu")).reads_aside
-    torch.manual_seed(0)
-    model = create_model("tiny").eval()
-    model.stages[2] = torch.nn.Sequential(_DoublesItsInput(), model.stages[2])  # in place, on stage 1's output
-    meta = build_metadata(model, "tiny", {}, CLASSES, (3, 32, 32), [0.5] * 3, [0.25] * 3)
-    assert not ModelRunner(Checkpoint(model=model, meta=meta), torch.device("cpu"), fold=False).reads_aside
