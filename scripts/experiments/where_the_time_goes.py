@@ -69,7 +69,9 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=1.0, help="idle time between requests in (b) and (c)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    service = build_service(Settings.from_env(torch_threads=1))
+    # the engine in a thread of this process: (c) submits from this script's own event loop
+    # (engine_round_trip.py compares it with the process engine)
+    service = build_service(Settings.from_env(torch_threads=1, engine="thread"))
     datas = [s.data for s in load_samples(args.data, list(service.runner.classes), args.images)]
     service.engine.start()
     service.engine.ready.wait()
