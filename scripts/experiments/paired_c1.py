@@ -48,8 +48,8 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.file = self.sock.makefile("rb")
 
-    def exchange(self, request: bytes) -> tuple[float, float]:
-        """(client ms, the answer's latency_ms)."""
+    def exchange(self, request: bytes, need_latency: bool = True) -> tuple[float, float]:
+        """(client ms, the answer's latency_ms; NaN when not asked for)."""
         started = time.perf_counter()
         self.sock.sendall(request)
         self.file.readline()
@@ -59,7 +59,8 @@ class Connection:
             if name.strip().lower() == "content-length":
                 length = int(value)
         body = self.file.read(length)
-        return (time.perf_counter() - started) * 1e3, json.loads(body)["latency_ms"]
+        elapsed = (time.perf_counter() - started) * 1e3
+        return elapsed, json.loads(body)["latency_ms"] if need_latency else float("nan")
 
 
 def main() -> None:
