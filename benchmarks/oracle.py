@@ -23,6 +23,17 @@ def oracle_exit(budget_ms: float, exits: Sequence[dict[str, Any]], overhead_ms: 
     return max(fitting, key=lambda e: (e["accuracy"], -e["exit"]))["exit"]
 
 
+def fixed_exit_fit(budget_ms: float, fixed: Sequence[dict[str, Any]], exits: Sequence[dict[str, Any]]) -> int | None:
+    """The same choice made from the server itself: `fixed[k]` is our server held to exit k (a compute
+    budget of exactly that exit's MFLOPs) at concurrency 1, measured in the same phase of the run as the
+    budget sweep. An exit fits when that point's server-side p99 is within the budget. None when none fits."""
+    accuracy = {e["exit"]: e["accuracy"] for e in exits}
+    fitting = [f["exit"] for f in fixed if (f["server_ms"][QUANTILE] or float("inf")) <= budget_ms]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda k: (accuracy[k], -k))
+
+
 def accuracy_on(exit_index: int, sample_indices: Iterable[int], correct: Sequence[Sequence[bool]]) -> float | None:
     """Accuracy of one exit on the given samples (with repeats, as they were sent)."""
     hits = [correct[i][exit_index] for i in sample_indices]

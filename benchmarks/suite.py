@@ -2,7 +2,9 @@
 
 1. in-process lower bound and per-exit accuracy over the benchmark images;
 2. our server: full depth at concurrency 1 and at saturation (the fixed-depth baseline), a budget
-   sweep at concurrency 1, and open-loop Poisson load at multiples of saturation for each budget;
+   sweep at concurrency 1, the server held to each exit in turn at concurrency 1 (the oracle's choice
+   made again from the server itself), and open-loop Poisson load at multiples of saturation for each
+   budget;
 3. the peer: LitServe at full depth, unbatched and batched like ours;
 4. the oracle and the targets, computed from the above.
 
@@ -25,7 +27,7 @@ import torch
 from benchmarks import inprocess, machine, servers
 from benchmarks.dataset import Sample, load_samples
 from benchmarks.loadgen import LoadSpec, run_point
-from benchmarks.oracle import QUANTILE, accuracy_on, oracle_exit
+from benchmarks.oracle import QUANTILE, accuracy_on, fixed_exit_fit, oracle_exit
 from benchmarks.sizes import SuiteSize
 from benchmarks.stats import deadline_view, summarize_run
 from benchmarks.targets import evaluate_targets
@@ -106,6 +108,14 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         for budget in size.budgets_ms:
             summary, records = bench.point(url, requests=size.c1_requests, fields={"budget_ms": budget})
             sweep.append({**summary, "samples": _sent_samples(records)})
+        # our server held to each exit in turn (a compute budget of exactly that exit's MFLOPs), right after
+        # the sweep: the exits' latency through the server in the same phase of this noisy machine
+        fixed_exits = []
+        for exit_info in info.get("exits", []):
+            summary, _ = bench.point(
+                url, requests=size.c1_requests, fields={"budget_mflops": exit_info["mflops"] + 0.01}
+            )
+            fixed_exits.append({"exit": exit_info["index"], **summary})
         saturation_rps = saturation["throughput_rps"] or 1.0
         load_points, fixed_points = [], []
         for multiple in size.loads:
@@ -124,6 +134,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         "full_depth_c1_raw": full_c1_raw,
         "saturation": saturation,
         "budget_sweep_c1": sweep,
+        "fixed_exits_c1": fixed_exits,
         "load_sweep": load_points,
         "fixed_depth_load": fixed_points,
     }
@@ -157,14 +168,27 @@ def fixed_depth_views(elastic: dict[str, Any], budgets: Sequence[float]) -> dict
 
 
 def add_oracle(
-    sweep: list[dict[str, Any]], exits: list[dict[str, Any]], correct: list[list[bool]], overhead_ms: float
+    sweep: list[dict[str, Any]],
+    exits: list[dict[str, Any]],
+    correct: list[list[bool]],
+    overhead_ms: float,
+    fixed_exits: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
+    """Each sweep point with the oracle's exit and accuracy on the images it sent, and the same from the
+    server's own fixed-exit points (`fixed_exit_*`; None without them)."""
     rows = []
     for point in sweep:
         samples = point.pop("samples")
         k = oracle_exit(point["budget_ms"], exits, overhead_ms)
+        fixed = fixed_exit_fit(point["budget_ms"], fixed_exits, exits) if fixed_exits else None
         rows.append(
-            {**point, "oracle_exit": k, "oracle_accuracy": None if k is None else accuracy_on(k, samples, correct)}
+            {
+                **point,
+                "oracle_exit": k,
+                "oracle_accuracy": None if k is None else accuracy_on(k, samples, correct),
+                "fixed_exit_fit": fixed,
+                "fixed_exit_accuracy": None if fixed is None else accuracy_on(fixed, samples, correct),
+            }
         )
     return rows
 
@@ -194,7 +218,9 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     # the oracle knows what serving alone costs: server-side p50 minus the serving runner's in-process p50
     serving = lower["serving"]["exits"]
     overhead_ms = max(0.0, (elastic["full_depth_c1"]["server_ms"]["p50"] or 0.0) - serving[-1]["batch1_ms"]["p50"])
-    elastic["budget_sweep_c1"] = add_oracle(elastic["budget_sweep_c1"], serving, correct, overhead_ms)
+    elastic["budget_sweep_c1"] = add_oracle(
+        elastic["budget_sweep_c1"], serving, correct, overhead_ms, elastic["fixed_exits_c1"]
+    )
     fixed = fixed_depth_views(elastic, size.budgets_ms)
     results = {
         "size": size.name,

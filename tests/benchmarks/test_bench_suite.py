@@ -42,6 +42,12 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
         assert p["ok"] + p["rejected"] + p["errors"] == p["sent"] > 0
         assert sum(p["exit_histogram"].values()) == p["ok"]
         assert sum(p["late_exits"].values()) == round(p["ok"] * (1 - p["server_hit_rate"]))
+    # held to each exit by a compute budget of that exit's MFLOPs, the server answered from that exit
+    fixed_exits = elastic["fixed_exits_c1"]
+    assert [f["exit"] for f in fixed_exits] == list(range(len(exits)))
+    for f in fixed_exits:
+        assert f["ok"] > 0 and f["exit_histogram"] == {str(f["exit"]): f["ok"]}
+    assert all("fixed_exit_fit" in p and "fixed_exit_accuracy" in p for p in elastic["budget_sweep_c1"])
     # no budget means full depth: the fixed-depth baseline really ran to the final exit
     for c1 in (elastic["full_depth_c1"], elastic["full_depth_c1_raw"]):  # multipart, and the raw image body
         assert c1["exit_histogram"] == {str(len(exits) - 1): c1["ok"]} and c1["ok"] == c1["sent"]
@@ -60,7 +66,7 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     ):
         assert heading in text
     assert "Reduced run" in text
-    assert "late: exits (worst)" in text
+    assert "late: exits (worst)" in text and "Fixed exit on the server" in text
     for name in ("accuracy_vs_budget.png", "hit_rate_vs_load.png"):
         png = assets / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 import pytest
 
 from benchmarks.loadgen import Record, check_loopback
-from benchmarks.oracle import accuracy_on, oracle_exit
+from benchmarks.oracle import accuracy_on, fixed_exit_fit, oracle_exit
 from benchmarks.stats import deadline_view, summarize
 
 
@@ -77,3 +77,22 @@ def test_loopback_targets_are_allowed(url: str) -> None:
 def test_other_targets_are_refused(url: str) -> None:
     with pytest.raises(ValueError, match="loopback"):
         check_loopback(url)
+
+
+def test_fixed_exit_fit_takes_the_most_accurate_exit_whose_server_p99_fits() -> None:
+    exits = [
+        {"exit": 0, "accuracy": 0.5},
+        {"exit": 1, "accuracy": 0.8},
+        {"exit": 2, "accuracy": 0.7},  # deeper but worse
+        {"exit": 3, "accuracy": 0.9},
+    ]
+    fixed = [
+        {"exit": 0, "server_ms": {"p99": 1.5}},
+        {"exit": 1, "server_ms": {"p99": 2.5}},
+        {"exit": 2, "server_ms": {"p99": 3.0}},
+        {"exit": 3, "server_ms": {"p99": None}},  # no answers measured: never fits
+    ]
+    assert fixed_exit_fit(1.0, fixed, exits) is None
+    assert fixed_exit_fit(2.0, fixed, exits) == 0
+    assert fixed_exit_fit(3.0, fixed, exits) == 1
+    assert fixed_exit_fit(100.0, fixed, exits) == 1
