@@ -22,13 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.dataset import load_samples  # noqa: E402
 from benchmarks.http1 import build_request  # noqa: E402
 from benchmarks.loadgen import multipart_body  # noqa: E402
 from benchmarks.servers import free_port, start  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_c1 import BOUNDARY, Connection, serve  # noqa: E402
+from paired_c1 import BOUNDARY, Connection, images_of_test_split, serve  # noqa: E402
 
 # what the bare app answers: as long as a typical Elastic answer, with a latency_ms for Connection
 ANSWER = (
@@ -58,8 +57,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    classes = sorted(p.name for p in (Path(args.data) / "test").iterdir() if p.is_dir())
-    samples = load_samples(args.data, classes, 200)
+    samples = images_of_test_split(args.data)
     content_type = f"multipart/form-data; boundary={BOUNDARY}"
     times: dict[str, list[float]] = {"bare": [], "healthz": [], "classify": []}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:

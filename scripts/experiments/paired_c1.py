@@ -63,14 +63,19 @@ class Connection:
         return elapsed, json.loads(body)["latency_ms"] if need_latency else float("nan")
 
 
+def images_of_test_split(data: str, count: int = 200) -> list:
+    """The first `count` test images of the ImageFolder at `data`, with their labels."""
+    classes = sorted(p.name for p in (Path(data) / "test").iterdir() if p.is_dir())
+    return load_samples(data, classes, count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("servers", nargs=2, metavar="SERVER")
     parser.add_argument("--data", required=True)
     parser.add_argument("--requests", type=int, default=1000)
     args = parser.parse_args()
-    classes = sorted(p.name for p in (Path(args.data) / "test").iterdir() if p.is_dir())
-    samples = load_samples(args.data, classes, 200)
+    samples = images_of_test_split(args.data)
     content_type = f"multipart/form-data; boundary={BOUNDARY}"
     client: list[list[float]] = [[], []]
     server: list[list[float]] = [[], []]
