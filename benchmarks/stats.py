@@ -47,6 +47,16 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _late_answers(late: Sequence[Record], budget_ms: float | None) -> dict[str, Any]:
+    """Which exits the late answers came from and by how much they missed: where a miss comes from
+    (a queue wait ends at exit 0; a deeper exit means a stage ran over its prediction)."""
+    missed_by = [r.latency_ms - budget_ms for r in late if r.latency_ms is not None and budget_ms is not None]
+    return {
+        "late_exits": {str(k): v for k, v in sorted(Counter(r.exit for r in late).items())},
+        "late_by_ms": percentiles(missed_by, (50, 100)) if missed_by else None,
+    }
+
+
 def summarize(records: Sequence[Record], duration_s: float, budget_ms: float | None = None) -> dict[str, Any]:
     """Counts and rates for one point.
 
@@ -57,8 +67,6 @@ def summarize(records: Sequence[Record], duration_s: float, budget_ms: float | N
     rejected = [r for r in records if is_rejected(r)]
     errors = [r for r in records if r.status != 200 and not is_rejected(r)]
     server_known = [r for r in ok if r.budget_met is not None]
-    late = [r for r in server_known if not r.budget_met]
-    missed_by = [r.latency_ms - budget_ms for r in late if r.latency_ms is not None and budget_ms is not None]
     summary: dict[str, Any] = {
         "sent": len(records),
         "ok": len(ok),
@@ -78,10 +86,7 @@ def summarize(records: Sequence[Record], duration_s: float, budget_ms: float | N
         "max_lag_ms": max((r.lag_ms for r in records), default=0.0),
         "budget_ms": budget_ms,
         "server_hit_rate": _rate(sum(bool(r.budget_met) for r in server_known), len(server_known)),
-        # which exits the late answers came from and by how much they missed: where a miss comes from
-        # (a queue wait ends at exit 0; a deeper exit means a stage ran over its prediction)
-        "late_exits": {str(k): v for k, v in sorted(Counter(r.exit for r in late).items())},
-        "late_by_ms": percentiles(missed_by, (50, 100)) if missed_by else None,
+        **_late_answers([r for r in server_known if not r.budget_met], budget_ms),
         "client_hit_rate": None,
         "client_hit_rate_sent": None,
     }
@@ -112,9 +117,7 @@ def deadline_view(records: Sequence[Record], duration_s: float, budget_ms: float
     ok = [r for r in records if r.status == 200]
     timed = [r for r in ok if r.latency_ms is not None]
     summary["server_hit_rate"] = _rate(sum(r.latency_ms <= budget_ms for r in timed), len(timed))
-    late = [r for r in timed if r.latency_ms > budget_ms]
-    summary["late_exits"] = {str(k): v for k, v in sorted(Counter(r.exit for r in late).items())}
-    summary["late_by_ms"] = percentiles([r.latency_ms - budget_ms for r in late], (50, 100)) if late else None
+    summary.update(_late_answers([r for r in timed if r.latency_ms > budget_ms], budget_ms))
     # accuracy of what arrives in time: a late answer is worth nothing to a caller with a deadline
     summary["accuracy_in_time"] = _rate(sum(r.correct and r.client_ms <= budget_ms for r in ok), len(ok))
     return summary

@@ -111,7 +111,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         # our server held to each exit in turn (a compute budget of exactly that exit's MFLOPs), right after
         # the sweep: the exits' latency through the server in the same phase of this noisy machine
         fixed_exits = []
-        for exit_info in info.get("exits", []):
+        for exit_info in info.get("exits", []):  # + 0.01: /v1/model rounds the MFLOPs, the engine does not
             summary, _ = bench.point(
                 url, requests=size.c1_requests, fields={"budget_mflops": exit_info["mflops"] + 0.01}
             )
@@ -180,7 +180,7 @@ def add_oracle(
     for point in sweep:
         samples = point.pop("samples")
         k = oracle_exit(point["budget_ms"], exits, overhead_ms)
-        fixed = fixed_exit_fit(point["budget_ms"], fixed_exits, exits) if fixed_exits else None
+        fixed = fixed_exit_fit(point["budget_ms"], fixed_exits, exits)
         rows.append(
             {
                 **point,
