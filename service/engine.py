@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check
+from service.front_costs import FrontEndCosts
 from service.handoff import LoopChannel
-from service.handoff_estimate import HandoffEstimate
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 from service.profile import QUANTILES, LatencyProfile, calibrate
 from service.wakeup import Wakeup
@@ -48,44 +49,12 @@ class UnavailableError(RuntimeError):
     """The engine is not serving (warming up, shutting down or stopped)."""
 
 
-class DeadlineUnmeetableError(RuntimeError):
-    """Even exit 0 cannot answer before the deadline (only raised when the engine rejects such requests)."""
-
-
-class BacklogError(DeadlineUnmeetableError):
-    """Exit 0 would have fitted the budget on an idle engine, but the server is too busy: overload."""
-
-
 class InferenceError(RuntimeError):
     """The model failed on a batch."""
 
 
-def refuse_below_exit_0(profile: LatencyProfile, budget: Budget, received: float) -> None:
-    """DeadlineUnmeetableError when `budget` is below what exit 0 typically (its median) needs from the
-    moment the request was received: no retry helps (422 `budget_too_small`)."""
-    if budget.deadline is None:
-        return
-    typical = profile.predict(0, 1, "p50")
-    if received + typical > budget.deadline:
-        raise DeadlineUnmeetableError(f"even the first exit typically needs about {1e3 * typical:.2f} ms")
-
-
-def refuse_backlog(
-    profile: LatencyProfile, quantile: str, max_batch_size: int, ahead: int, running_s: float, handoff_s: float,
-    now: float, received: float, deadline: float,
-) -> None:  # fmt: skip
-    """BacklogError when exit 0 of a request with `deadline` cannot reach its handler in time now: after
-    the stage running now (`running_s` more), the first exits of the `ahead` requests queued before it
-    (in batches of `max_batch_size`), its own exit 0 (the profile's `quantile`) and the hand-off."""
-    full, rest = divmod(ahead, max_batch_size)
-    backlog = full * profile.predict(0, max_batch_size, quantile) if full else 0.0
-    if now + running_s + backlog + profile.predict(0, rest + 1, quantile) + handoff_s > deadline:
-        raise BacklogError(
-            f"{1e3 * (now - received):.1f} ms have passed since it arrived, the stage running now needs "
-            f"{1e3 * running_s:.1f} ms more, {ahead} requests are queued ahead of it, whose first exits "
-            f"alone take {1e3 * backlog:.1f} ms, and answers take {1e3 * handoff_s:.1f} ms to reach their "
-            "handlers now"
-        )
+class ClientGoneError(RuntimeError):
+    """The client disconnected before its answer: the request left the queue or its batch unanswered."""
 
 
 @dataclass
@@ -132,6 +101,8 @@ class Job:
     seq: int = 0
     enqueued: float = 0.0
     heads_mflops: float = 0.0  # earlier exit heads read on this request's row (it went on after them)
+    batch_mark: int = -1  # the engine's batch count when it was queued while idle; -1: a batch was running
+    wire_id: int | None = None  # the process engine's id for it (service.engine_process)
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -158,6 +129,9 @@ class EngineConfig:
     reject_unmeetable: bool = False
     warmup_runs: int = 3
     calibration_runs: int = 20
+    # a batch that starts after the inference thread sat idle this long is timed and predicted cold
+    # (service.profile): here any idle gap from 0.5 ms up made the next pass about 1.7x slower
+    cold_after_s: float = 0.001
     # Idle this long, the inference thread times one batch-1 pass into the profile, exit by exit, and stops
     # as soon as work arrives (a request waits at most one stage for it). Without it, a profile inflated
     # by a stall during calibration could refuse every tight budget for good: refused requests never run,
@@ -197,9 +171,14 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
         quantile = self.config.handoff_quantile
-        self._handoff = None if quantile is None else HandoffEstimate(QUANTILES[quantile], self.clock)
-        # with the process engine the parent measures hand-offs and sends its estimate here with each job
-        self.handoff_from_parent: float | None = None
+        # measured by the request handlers (service.front_costs); with the process engine the parent
+        # measures them and sends its figures here with each job instead
+        self.front_costs = FrontEndCosts(None if quantile is None else QUANTILES[quantile], self.clock)
+        self.front_from_parent: FrontEnd | None = None
+        self._running = False  # inference thread: a batch is being run (written by it alone)
+        self._batches = 0  # inference thread: batches started so far
+        self._idle_since = 0.0  # inference thread: when it last finished running something
+        self._cold = False  # inference thread: the batch running now started cold
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._intake: Callable[[], bool] | None = None  # see feed_from
@@ -228,15 +207,15 @@ class Engine:
     def accepting(self) -> bool:
         return self.ready.is_set() and not self._closed and self.error is None
 
-    def predicted_first_s(self, batch_size: int = 1) -> float:
-        return self.profile.predict(0, batch_size, self.config.quantile)
+    def predicted_first_s(self, batch_size: int = 1, cold: bool = False) -> float:
+        return self.profile.predict(0, batch_size, self.config.quantile, cold)
 
     def can_meet(self, budget: Budget, now: float | None = None) -> bool:
         """Whether admission would take a request with `budget` received `now` (default: now), whether
         or not reject_unmeetable is on: the same rule as `admit`, not a second one."""
         with self._lock:
             try:
-                self._admit(budget, self.clock() if now is None else now)
+                self._admit(budget, self.clock() if now is None else now, announced=False)
             except DeadlineUnmeetableError:
                 return False
         return True
@@ -277,7 +256,8 @@ class Engine:
             if len(self._heap) >= self.config.queue_limit:
                 raise QueueFullError(f"{len(self._heap)} requests are already waiting")
             if self.config.reject_unmeetable:
-                self._admit(job.budget, job.received)
+                self._admit(job.budget, job.received, announced=False)
+            job.batch_mark = -1 if self._running else self._batches
             job.seq = next(self._seq)
             job.enqueued = self.clock()
             heapq.heappush(self._heap, job)
@@ -288,6 +268,13 @@ class Engine:
             wake, self._sleeping = self._sleeping, False
         if wake:  # a busy inference thread looks at the queue when its batch is done
             self._wakeup.set()
+
+    def cancel(self, job: Job) -> None:
+        """The client went away (event loop): its future fails, so the inference thread skips it in the
+        queue and drops it from its batch at the next exit."""
+        future = job.future
+        if isinstance(future, asyncio.Future) and not future.done():
+            future.set_exception(ClientGoneError("the client disconnected"))
 
     def feed_from(self, fd: int, drain: Callable[[], bool], deliver: Callable[[], None] | None = None) -> None:
         """Let the inference thread take in its own jobs: it calls `drain()` (which reads `fd` and calls
@@ -311,18 +298,19 @@ class Engine:
             self._wakeup.unwatch(self._intake_fd)
         return self.clock()
 
-    def observe_handoff(self, seconds: float) -> None:
-        """The event loop: an answer reached its handler `seconds` after the engine made it."""
-        if self._handoff is not None:
-            self._handoff.observe(seconds)
+    def front(self) -> FrontEnd:
+        """The front end's costs around this engine (service.front_costs), from the parent if it sends them."""
+        return self.front_from_parent if self.front_from_parent is not None else self.front_costs.now()
 
     @property
     def handoff_s(self) -> float:
-        """Kept before every deadline on top of the response margin: how long answers take to reach their
-        handlers lately (a recent quantile, see service.handoff_estimate)."""
-        if self.handoff_from_parent is not None:
-            return self.handoff_from_parent
-        return 0.0 if self._handoff is None else self._handoff.seconds
+        """Kept before every deadline on top of the response margin: how long an answer takes from the
+        engine to its response. A lone request's answer finds the event loop idle; under load it waits
+        for the loop (a recent quantile), and never less than a lone one's."""
+        front = self.front()
+        if self._arriving + len(self._heap) > 1:
+            return max(front.out_s, front.lone_out_s)
+        return front.lone_out_s
 
     @property
     def margin_s(self) -> float:
@@ -339,39 +327,26 @@ class Engine:
             with self._lock:
                 self._admit(budget, received)
 
-    def _admit(self, budget: Budget, received: float) -> None:
-        """Lock held: refuse a request whose exit 0 cannot answer before its deadline, even at best.
+    def _admit(self, budget: Budget, received: float, announced: bool = True) -> None:
+        """Lock held: refuse a request whose first exit is predicted late (service.admission: 422 below what
+        an idle server can do, 503 when work ahead is the cause). `announced`: the request is still
+        counted in `arriving()` (asked before decoding), so it is not one of the others in the front end.
 
-        DeadlineUnmeetableError when the budget itself is smaller than exit 0 typically needs (its median,
-        started the moment the request was received): no retry will help. BacklogError when it would
-        fit a typical exit 0 but not now: the tail of exit 0 (the profile's quantile, p99), the time
-        already spent reading it, or the requests queued ahead of it (EDF: earlier deadlines), each
-        counted at exit 0 only, in batches of max_batch_size, after the stage running now (its predicted
-        end): a running batch goes no deeper than the queue allows (`queue_allows`), but a stage is not
-        interrupted. Refusing on arrival costs the client a retry; admitting it would cost its own late answer
-        and the compute that the requests behind it need.
-
-        No response margin here (deeper exits keep one): only a request predicted to be late is refused,
-        counting the time answers take to reach their handlers lately (`handoff_s`).
+        Counted ahead: the requests queued before it (EDF), at exit 0 only, in batches of
+        max_batch_size, after the stage running now (its predicted end): a running batch goes no deeper
+        than the queue allows (`queue_allows`), but a stage is not interrupted. An idle refresh pass
+        is not counted: it stops between stages for any request.
         """
-        deadline = budget.deadline
-        if deadline is None:
+        if budget.deadline is None:
             return
-        refuse_below_exit_0(self.profile, budget, received)
         now = self.clock()
-        ahead = sum(1 for queued in self._heap if queued.budget.urgency <= deadline)
-        running = max(0.0, self._busy_until - now)  # the stage running now ends before anything else starts
+        running = max(0.0, self._busy_until - now) if self._running else 0.0
+        queued = sum(1 for job in self._heap if job.budget.urgency <= budget.deadline)
+        others = max(0, self._arriving - (1 if announced else 0))
+        idle = not self._running and not self._heap and now - self._idle_since >= self.config.cold_after_s
+        ahead = Ahead(queued, running, others, len(self._heap) - queued + (1 if self._running else 0), idle)
         cfg = self.config
-        refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, running, self._handoff_to_admit(), now,
-                       received, deadline)  # fmt: skip
-
-    def _handoff_to_admit(self) -> float:
-        """Lock held: the hand-off admission plans for. A request alone on the server finds the loop idle
-        when its answer comes, so none then (and the estimate of a burst that has just ended refuses
-        nobody). The process engine's parent applies that rule itself before it sends its estimate."""
-        if self.handoff_from_parent is not None:
-            return self.handoff_from_parent
-        return self.handoff_s if self._arriving + len(self._heap) > 1 else 0.0
+        check(self.profile, cfg.quantile, cfg.max_batch_size, budget, received, now, ahead, self.front())
 
     def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
         """The answer channel to `loop`, opened from that loop's own thread (else answers fall back to
@@ -439,8 +414,10 @@ class Engine:
         try:
             if calibrate_first:
                 started = time.perf_counter()
-                calibrate(self.profile, self.runner.time_pass, self.config.warmup_runs, self.config.calibration_runs)
+                calibrate(self.profile, self.runner.time_pass, self.config.warmup_runs, self.config.calibration_runs,
+                          idle=time.sleep)  # fmt: skip
                 log.info("latency profile calibrated in %.2fs", time.perf_counter() - started)
+            self._idle_since = self.clock()
             self.ready.set()
             while (batch := self._next_batch()) is not None:
                 self._run(batch)
@@ -493,20 +470,25 @@ class Engine:
         return batch
 
     def _refresh_profile(self) -> None:
-        """Inference thread, lock not held, idle: one batch-1 pass into the profile, stopping between exits
-        as soon as a request is queued (or a reload or shutdown is pending)."""
-        steps = self.runner.time_steps(1)
+        """Inference thread, lock not held, idle: two batch-1 passes into the profile, the first into its
+        cold cells (it follows an idle spell, as a lone request does) and the second, right after it,
+        into the warm ones; stopping between exits as soon as a request is queued (or a reload or
+        shutdown is pending). Refused requests never run, so without this a stall could stay in the
+        profile for good. Admission does not count these passes as work ahead: they yield at once."""
         try:
-            for k in range(self.runner.num_exits):
-                self._step_starts(k, 1)
-                stage_s, head_s = next(steps)
-                self.profile.observe(k, 1, stage_s, head_s)
-                self._take_in()
-                if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough here
-                    return
+            for cold in (True, False):
+                steps = self.runner.time_steps(1)
+                try:
+                    for k in range(self.runner.num_exits):
+                        stage_s, head_s = next(steps)
+                        self.profile.observe(k, 1, stage_s, head_s, cold)
+                        self._take_in()
+                        if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough
+                            return
+                finally:
+                    steps.close()
         finally:
-            steps.close()
-            self._busy_until = 0.0
+            self._idle_since = self.clock()
 
     def _sleep(self, timeout: float | None) -> bool:
         """Inference thread, lock held: sleep until woken (True) or `timeout` passes (False), lock held again."""
@@ -522,18 +504,35 @@ class Engine:
             self._sleeping = False
 
     def _run(self, batch: list[Job]) -> None:
+        try:
+            self._running = True
+            self._run_batch(batch)
+        finally:
+            self._running = False
+            self._idle_since = self.clock()
+
+    def _run_batch(self, batch: list[Job]) -> None:
         cfg, runner, profile = self.config, self.runner, self.profile
         start = self.clock()
+        cold = self._cold = start - self._idle_since >= cfg.cold_after_s
         for job in batch:
             self._observe("queue_wait", start - job.enqueued)
-        if cfg.reject_unmeetable:  # as on arrival: a request that waited too long for exit 0 is refused
-            first_s = self.predicted_first_s(len(batch))
-            late = [j for j in batch if not first_exit_fits(j.budget, start, first_s, self.handoff_s)]
+        if cfg.reject_unmeetable:  # as on arrival: a request that waited behind other work too long is refused
+            first_s = self.predicted_first_s(len(batch), cold)
+            handoff = self.handoff_s
+            # only a job that waited for other work (a batch ran meanwhile): one that waited for nothing is served
+            late = [
+                j for j in batch
+                if j.batch_mark != self._batches and not first_exit_fits(j.budget, start, first_s, handoff)
+            ]  # fmt: skip
             for job in late:
                 waited = 1e3 * (start - job.enqueued)
-                error = BacklogError(f"it waited {waited:.1f} ms in the queue; exit 0 no longer fits")
+                error = BacklogError(
+                    f"it waited {waited:.1f} ms in the queue behind other requests; its first exit no longer fits"
+                )
                 self._settle(job.future, error=error)
             batch = [j for j in batch if j not in late]
+        self._batches += 1
         if not batch:
             return
         self._observe("batch", len(batch))
@@ -545,7 +544,14 @@ class Engine:
                 features = runner.stage(k, features)
                 ended = self.clock()
                 now = self._take_in(ended)  # before deciding who goes on: the queue's deadlines count
-                profile.observe(k, len(active), now - t0)  # taking jobs in is part of the step's time
+                profile.observe(k, len(active), now - t0, None, cold)  # taking jobs in is part of the step's time
+                gone = [row for row, job in enumerate(active) if job.future.done()]
+                if gone:  # their clients went away: they leave the batch unanswered
+                    keep = [row for row in range(len(active)) if row not in gone]
+                    if not keep:
+                        return
+                    features = runner.select(features, keep)
+                    active = [active[row] for row in keep]
                 keep, head_s = self._exit(k, active, features, now, start)
                 self._observe("stage", k, len(active), ended - t0 + head_s)
                 if keep:  # sending this exit's answers and selecting the rows are timed with the next stage
@@ -570,7 +576,7 @@ class Engine:
         now = self.clock()
         # its typical time (p50): admission adds the newcomer's own exit 0 at the profile's quantile (p99),
         # and two p99s added up are far beyond the p99 of the sum (A/B in docs/performance.md)
-        self._busy_until = now + self.profile.predict(k, batch_size, "p50")
+        self._busy_until = now + self.profile.predict(k, batch_size, "p50", self._cold)
         return now
 
     def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
@@ -595,7 +601,7 @@ class Engine:
         probs, confidence, class_id = runner.read_exit(k, features, None if len(need) == len(active) else need)
         now = self.clock()
         going_on = sum(r is Reason.CONTINUE for r in reasons)
-        predicted = profile.predict(k + 1, going_on, quantile) if going_on and not last else 0.0
+        predicted = profile.predict(k + 1, going_on, quantile, self._cold) if going_on and not last else 0.0
         queue_ok = not going_on or self._queue_allows(now, predicted)
         stopped = set()
         for i, row in enumerate(need):
@@ -611,7 +617,7 @@ class Engine:
             top = runner.top_k(probs, i, job.top_k) if job.top_k else None
             self._answer(job, k, class_id[i], confidence[i], reason, top, start)
             stopped.add(row)
-        profile.observe_head(k, len(need), self.clock() - entered)
+        profile.observe_head(k, len(need), self.clock() - entered, self._cold)
         return [row for row in range(len(active)) if row not in stopped], now - t0
 
     def _time_check(self, k: int, active: list[Job], reasons: list[Reason], now: float, next_direct: float) -> None:
@@ -628,9 +634,9 @@ class Engine:
             if not going_on:
                 return
             reading = sum(needs_exit(r, job.budget) for r, job in zip(reasons, active, strict=True))
-            predicted = profile.predict(k + 1, len(going_on), quantile)
+            predicted = profile.predict(k + 1, len(going_on), quantile, self._cold)
             if reading:
-                predicted += profile.predict_head(k, reading, quantile)
+                predicted += profile.predict_head(k, reading, quantile, self._cold)
             if not self._queue_allows(now, predicted):
                 for row in going_on:
                     reasons[row] = Reason.DEADLINE

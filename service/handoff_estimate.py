@@ -27,9 +27,12 @@ class HandoffEstimate:
     """A rolling quantile (`quantile` in (0, 1)) of recent hand-off times, in seconds; 0 without any.
     Thread-safe: observed on the event loop, read by the engine."""
 
-    def __init__(self, quantile: float = 0.99, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, quantile: float = 0.99, clock: Callable[[], float] = time.monotonic, horizon_s: float = HORIZON_S
+    ) -> None:
         self.quantile = quantile
         self.clock = clock
+        self.horizon_s = horizon_s
         self._seconds = 0.0
         self._window: collections.deque[tuple[float, float]] = collections.deque(maxlen=WINDOW)  # (when, seconds)
         self._since_refresh = 0
@@ -46,14 +49,14 @@ class HandoffEstimate:
     def seconds(self) -> float:
         """The current estimate (cheap unless samples have just aged out)."""
         window = self._window
-        if window and window[0][0] < self.clock() - HORIZON_S:
+        if window and window[0][0] < self.clock() - self.horizon_s:
             with self._lock:
                 self._refresh()
         return self._seconds
 
     def _refresh(self) -> None:
         """Lock held: drop what is too old, recompute the quantile."""
-        oldest = self.clock() - HORIZON_S
+        oldest = self.clock() - self.horizon_s
         while self._window and self._window[0][0] < oldest:
             self._window.popleft()
         self._since_refresh = 0

@@ -88,7 +88,7 @@ def prepare(service: ServiceState, directory: str) -> tuple[Path, ModelRunner, L
     try:
         trial_run(runner)
         started = time.perf_counter()
-        calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs)
+        calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs, idle=time.sleep)
     except ReloadError:
         raise
     except Exception as err:  # a model that cannot run here must not replace one that can

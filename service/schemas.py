@@ -140,6 +140,10 @@ class ExitInfo(BaseModel):
     latency: dict[str, LatencyStats] = Field(
         ..., description="live profile of this stage + head: batch-size bucket → p50/p95"
     )
+    cold_latency: dict[str, LatencyStats] = Field(
+        default_factory=dict,
+        description="the same, for batches that started after the engine sat idle (sparse traffic pays these)",
+    )
     cumulative_p95_ms_batch1: float = Field(..., description="predicted time from the image to this exit, batch 1")
 
 

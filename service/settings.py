@@ -69,6 +69,14 @@ class Settings(BaseModel):
     # p95, 8 ms budgets at half of saturation were met 97.6% of the time, with p99 99.4% (same run, same machine)
     profile_quantile: Literal["p50", "p95", "p99"] = "p99"
     profile_window: int = Field(256, ge=8, le=100_000, description="observed stage times kept per exit × bucket")
+    profile_max_age_s: float = Field(
+        30.0, gt=0, le=86_400, allow_inf_nan=False,
+        description="observed stage times older than this leave the profile (its 8 newest per cell stay)",
+    )  # fmt: skip
+    cold_after_ms: float = Field(
+        1.0, ge=0, le=60_000, allow_inf_nan=False,
+        description="a batch that starts after the engine sat idle this long is predicted and timed as cold",
+    )  # fmt: skip
     idle_refresh_ms: float = Field(
         250.0,
         ge=0,

@@ -93,7 +93,8 @@ def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[Mo
         checkpoint.meta["arch"]["name"], runner.num_exits, path, device, runner.precision,
         time.perf_counter() - started,
     )  # fmt: skip
-    profile = LatencyProfile(runner.num_exits, batch_buckets(settings.max_batch_size), settings.profile_window)
+    buckets = batch_buckets(settings.max_batch_size)
+    profile = LatencyProfile(runner.num_exits, buckets, settings.profile_window, settings.profile_max_age_s)
     return runner, profile
 
 
@@ -119,6 +120,7 @@ def build_service(settings: Settings) -> ServiceState:
         warmup_runs=settings.warmup_runs,
         calibration_runs=settings.calibration_runs,
         idle_refresh_s=settings.idle_refresh_ms / 1e3 or None,  # 0: off
+        cold_after_s=settings.cold_after_ms / 1e3,
         gil_switch_interval_s=settings.gil_switch_interval_ms / 1e3,
     )
     engine: Engine | EngineProcess

@@ -162,8 +162,13 @@ def test_taking_jobs_in_between_stages_counts_in_the_stage_time(checkpoint: Chec
     engine, clock, runner = make_engine(checkpoint, head_s=0.002)
     observed: list[tuple[str, int, float]] = []
     observe, observe_head = engine.profile.observe, engine.profile.observe_head
-    engine.profile.observe = lambda k, b, s, h=None: (observed.append(("stage", k, s)), observe(k, b, s, h))[1]
-    engine.profile.observe_head = lambda k, b, s: (observed.append(("head", k, s)), observe_head(k, b, s))[1]
+    engine.profile.observe = lambda k, b, s, h=None, c=False: (
+        observed.append(("stage", k, s)),
+        observe(k, b, s, h, c),
+    )[1]
+    engine.profile.observe_head = lambda k, b, s, c=False: (observed.append(("head", k, s)), observe_head(k, b, s, c))[
+        1
+    ]
     t0 = clock.now
     intake = PipeIntake(engine, [Budget(deadline=t0 + 0.015), Budget()], cost_s=0.001)
     second_arrives_during_first_stage_0(runner, intake)

@@ -52,12 +52,14 @@ def test_the_hand_off_counts_in_admission_while_others_keep_the_loop_busy() -> N
     engine = make_engine(handoff_quantile="p50")
     now = engine.clock()
     for _ in range(20):
-        engine.observe_handoff(0.008)  # answers reach their handlers 8 ms after exit 0 lately
-    assert engine.handoff_s == pytest.approx(0.008)
+        engine.front_costs.observe_out(0.008, lone=False)  # answers reach their responses 8 ms after exit 0 lately
+    assert engine.handoff_s == 0.0  # alone: its answer finds the loop idle
     with engine.arriving():
         engine.admit(Budget(deadline=now + 0.015), now)  # alone on the server: its answer finds the loop idle
-        with engine.arriving(), pytest.raises(BacklogError, match=r"8\.0 ms to reach their handlers"):
-            engine.admit(Budget(deadline=now + 0.015), now)  # another request is being read meanwhile
+        with engine.arriving():  # another request is being read meanwhile
+            assert engine.handoff_s == pytest.approx(0.008)
+            with pytest.raises(BacklogError, match=r"reading 1 other requests.*8\.0 ms to get out"):
+                engine.admit(Budget(deadline=now + 0.015), now)
 
 
 def test_without_reject_unmeetable_nothing_is_refused() -> None:

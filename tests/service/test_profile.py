@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from service.profile import LatencyProfile, batch_buckets, calibrate
+from service.profile import MIN_FRESH, LatencyProfile, batch_buckets, calibrate
 
 
 def test_batch_buckets() -> None:
@@ -145,3 +145,74 @@ def test_a_tail_quantile_is_never_the_maximum_of_too_few_samples() -> None:
         profile.observe(0, 1, ms / 1e3)
     assert profile.predict_stage(0, 1, "p99") == pytest.approx(0.198)
     assert profile.snapshot()[0]["1"]["p99_ms"] == pytest.approx(198.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_samples_age_out_with_time_not_only_with_samples() -> None:
+    # a stall timed 40 s ago leaves once it is older than max_age_s, though no new sample pushed it out
+    clock = Clock()
+    profile = LatencyProfile(1, [1], window=256, max_age_s=30.0, clock=clock)
+    for _ in range(20):
+        profile.observe(0, 1, 0.050)  # the stall
+    clock.now = 10.0
+    for _ in range(20):
+        profile.observe(0, 1, 0.001)
+    assert profile.predict(0, 1, "p99") == pytest.approx(0.050)
+    clock.now = 35.0  # the stall is 35 s old, the good samples 25 s
+    assert profile.predict(0, 1, "p99") == pytest.approx(0.001)
+    assert profile.sample_count(0, 1) == 20
+
+
+def test_aging_keeps_the_newest_samples_of_a_cell() -> None:
+    clock = Clock()
+    profile = LatencyProfile(1, [1], max_age_s=1.0, clock=clock)
+    for ms in range(1, 21):
+        profile.observe(0, 1, ms / 1e3)
+    clock.now = 100.0  # all of them are old: the 8 newest stay, so there is always a prediction
+    assert profile.sample_count(0, 1) == MIN_FRESH
+    assert profile.predict(0, 1, "p50") == pytest.approx(0.016)
+
+
+def test_cold_and_warm_passes_are_kept_apart() -> None:
+    profile = LatencyProfile(2, [1, 2, 4, 8])
+    for _ in range(50):
+        profile.observe(0, 1, 0.001, 0.0002)
+        profile.observe(0, 1, 0.003, 0.0004, True)  # after an idle spell
+    assert profile.predict(0, 1, "p50") == pytest.approx(0.0012)  # cold passes do not inflate the warm cells
+    assert profile.predict(0, 1, "p50", cold=True) == pytest.approx(0.0034)
+    assert profile.snapshot(cold=True)[0]["1"]["p50_ms"] == pytest.approx(3.4)
+    # a cold batch of 4 was never timed: warm at 4 plus what going cold added at batch 1
+    for _ in range(50):
+        profile.observe(0, 4, 0.002, 0.0002)
+    assert profile.predict(0, 4, "p50", cold=True) == pytest.approx(0.0022 + 0.0022)
+    # nothing cold measured for exit 1: the warm prediction stands
+    profile.observe(1, 1, 0.001, 0.0)
+    assert profile.predict(1, 1, "p50", cold=True) == pytest.approx(0.001)
+
+
+def test_calibration_times_cold_passes_after_idle_spells() -> None:
+    profile = LatencyProfile(2, [1, 2])
+    idled: list[float] = []
+    calls = {"n": 0}
+
+    def time_pass(batch_size: int) -> list[tuple[float, float]]:
+        calls["n"] += 1
+        slow = 3.0 if idled and len(idled) == calls.get("cold", 0) else 1.0
+        return [(0.001 * slow, 0.0001), (0.002 * slow, 0.0001)]
+
+    def idle(seconds: float) -> None:
+        idled.append(seconds)
+        calls["cold"] = len(idled)
+
+    calibrate(profile, time_pass, warmup_runs=1, runs=10, idle=idle, cold_gap_s=0.01)
+    assert idled == [0.01] * 10
+    assert profile.sample_count(0, 1, "cold_stage") == 10 and profile.sample_count(0, 2, "cold_stage") == 0
+    assert profile.predict_stage(1, 1, "p50", cold=True) == pytest.approx(0.006)
+    assert profile.predict_stage(1, 1, "p50") == pytest.approx(0.002)

@@ -1,0 +1,115 @@
+"""Admission: take a request with a deadline, or refuse it at once, truthfully.
+
+One rule, shared by the in-process engine and the inference process's parent, so that they never
+disagree. A request is refused only when its first exit is predicted late, and the refusal names
+the cause:
+
+- **422 `budget_too_small`** (`DeadlineUnmeetableError`): the budget is below what an idle server
+  typically needs for a first answer: exit 0 after an idle spell (the profile's cold cells, their
+  median) plus the front end's own cost for a lone request (reading it, and getting the answer out).
+  No retry can help. Between that and the tail, an idle server takes the request and does its best.
+- **503 `overloaded`** (`BacklogError`): it would fit an idle server, but work ahead of it makes its
+  first exit late: requests queued before it (EDF), the stage running now, or other requests the
+  front end was reading at the same time (its intake took longer than a lone one's). The detail
+  names that work. A retry, or another replica, may well serve it.
+
+A request with nothing ahead and a budget above the idle floor is always taken, even if its own
+intake was slow: an idle server is doing the best it can, and a 503 would tell the client something
+false.
+
+Pure: no clock, no locks, no torch; the callers pass what they know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.policy import Budget
+from service.profile import LatencyProfile
+
+
+class DeadlineUnmeetableError(RuntimeError):
+    """Even exit 0 cannot answer before the deadline on an idle server (422 `budget_too_small`)."""
+
+
+class BacklogError(DeadlineUnmeetableError):
+    """Exit 0 would fit the budget on an idle server, but work ahead makes it miss now: overload (503)."""
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """What stands between a new request and its first exit, as one engine (or its parent) sees it."""
+
+    queued: int = 0  # requests queued ahead of it (deadlines no later than its own)
+    running_s: float = 0.0  # the rest of the stage running now
+    others_in_front: int = 0  # other requests being read or decoded by the front end right now
+    others_in_engine: int = 0  # other requests queued or running, not ahead of it: their answers share the way out
+    idle: bool = False  # the engine has been idle long enough that its next batch starts cold
+
+    @property
+    def any(self) -> bool:
+        return self.queued > 0 or self.running_s > 0 or self.others_in_front > 0 or self.others_in_engine > 0
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """The front end's costs around the engine, in seconds."""
+
+    lone_intake_s: float = 0.0  # reading and decoding a request alone on the server (typical)
+    lone_out_s: float = 0.0  # a lone answer from the engine to its response being made (typical)
+    out_s: float = 0.0  # the same, now: under load the event loop is busy with other requests
+
+
+def idle_floor_s(profile: LatencyProfile, front: FrontEnd) -> float:
+    """The smallest budget an idle server typically meets: a lone request read, exit 0 run cold, the answer
+    out, each at its median. Below it no retry helps (422); above it an idle server takes the request."""
+    return front.lone_intake_s + profile.predict(0, 1, "p50", cold=True) + front.lone_out_s
+
+
+def check(
+    profile: LatencyProfile,
+    quantile: str,
+    max_batch_size: int,
+    budget: Budget,
+    received: float,
+    now: float,
+    ahead: Ahead,
+    front: FrontEnd,
+) -> None:
+    """Raise DeadlineUnmeetableError (422) or BacklogError (503) when the first exit of a request
+    received at `received` is predicted late now (see the module's docstring); return otherwise."""
+    deadline = budget.deadline
+    if deadline is None:
+        return
+    floor = idle_floor_s(profile, front)
+    if received + floor > deadline:
+        raise DeadlineUnmeetableError(
+            f"an idle server typically needs {1e3 * floor:.2f} ms for a first answer: exit 0 takes "
+            f"{1e3 * profile.predict(0, 1, 'p50', cold=True):.2f} ms after an idle spell, and reading the request "
+            f"and sending the answer {1e3 * (front.lone_intake_s + front.lone_out_s):.2f} ms"
+        )
+    if not ahead.any:  # above the idle floor with nothing ahead: served, whatever its own intake took
+        return
+    full, rest = divmod(ahead.queued, max_batch_size)
+    backlog = full * profile.predict(0, max_batch_size, quantile) if full else 0.0
+    own = profile.predict(0, rest + 1, quantile, cold=ahead.idle)
+    out = max(front.out_s, front.lone_out_s)
+    if now + ahead.running_s + backlog + own + out <= deadline:
+        return
+    intake, lag = now - received, max(0.0, now - received - front.lone_intake_s)
+    causes = []
+    if ahead.queued:
+        causes.append(f"{ahead.queued} requests are queued ahead of it, whose first exits take {1e3 * backlog:.1f} ms")
+    if ahead.running_s > 0:
+        causes.append(f"the stage running now needs {1e3 * ahead.running_s:.1f} ms more")
+    if ahead.others_in_front:
+        causes.append(
+            f"the front end is reading {ahead.others_in_front} other requests: this one waited {1e3 * lag:.1f} ms "
+            f"longer than a lone request to be read"
+        )
+    if ahead.others_in_engine:
+        causes.append(f"{ahead.others_in_engine} other requests in the engine keep the front end busy")
+    raise BacklogError(
+        f"{'; '.join(causes)}. It has been {1e3 * intake:.1f} ms since it arrived; its own first exit needs "
+        f"{1e3 * own:.1f} ms and the answer {1e3 * out:.1f} ms to get out"
+    )

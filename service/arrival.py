@@ -1,0 +1,100 @@
+"""When a request really arrived, and whether its client is still there: a uvicorn HTTP protocol that
+stamps each request with the time its first bytes were read, and tells the request's handler when
+the connection is lost.
+
+A budget is the client's: it starts when the request reaches the server, not when the route handler
+gets to run. Under bursts the event loop parses requests one after another, and the handler of the
+last one runs milliseconds after its bytes were read; a clock started in the handler hides that wait.
+The earliest point the server sees is `data_received`, so the stamp is taken there.
+
+`elastic serve` passes `ArrivalProtocol` to uvicorn (`http=`). Under another server (a test client,
+or uvicorn without it) there is no stamp, and `arrival_of` falls back to the handler's own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+SCOPE_KEY = "elastic.arrival"
+
+
+@dataclass
+class ArrivalStamp:
+    """What the protocol knows about one request: when its first byte was read (CLOCK_MONOTONIC, the
+    engine's clock), and what to call if its connection is lost before the response is complete."""
+
+    first_byte: float
+    gone: bool = False
+    _on_gone: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (on the event loop) if the client goes away; returns a function that undoes this."""
+        if self.gone:
+            callback()
+            return lambda: None
+        self._on_gone.append(callback)
+
+        def forget() -> None:
+            if callback in self._on_gone:
+                self._on_gone.remove(callback)
+
+        return forget
+
+    def disconnected(self) -> None:
+        self.gone = True
+        callbacks, self._on_gone = self._on_gone, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one failing callback must not keep the others from running
+                log.warning("disconnect callback failed", exc_info=True)
+
+
+def arrival_of(scope: MutableMapping[str, Any], clock: Callable[[], float] = time.monotonic) -> ArrivalStamp:
+    """The request's arrival, or one stamped now when the server set none (kept in the scope)."""
+    arrival = scope.get(SCOPE_KEY)
+    if arrival is None:
+        arrival = scope[SCOPE_KEY] = ArrivalStamp(clock())
+    return arrival
+
+
+class ArrivalProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus: each request's scope carries an `ArrivalStamp` stamped when the
+    first bytes of that request were read, and told when the connection is lost mid-request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._first_byte: float | None = None  # bytes of a request not begun yet were read at this time
+        self._in_message = False
+        self._arrival: ArrivalStamp | None = None  # the request whose response is being made
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_message and self._first_byte is None:
+            self._first_byte = time.monotonic()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_message = True
+        # pipelined requests read in one go share the stamp of that read
+        first_byte, self._first_byte = self._first_byte, None
+        self._arrival = ArrivalStamp(time.monotonic() if first_byte is None else first_byte)
+        self.scope[SCOPE_KEY] = self._arrival  # type: ignore[literal-required]
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle, arrival = self.cycle, self._arrival
+        super().connection_lost(exc)
+        if arrival is not None and cycle is not None and cycle.disconnected:
+            arrival.disconnected()

@@ -1,0 +1,74 @@
+"""Admission as a pure rule: 422 below what an idle server typically meets, 503 only when work ahead
+makes the first exit late (and the detail names that work), otherwise taken."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check, idle_floor_s
+from service.policy import Budget
+from service.profile import LatencyProfile
+
+NOW = 100.0
+
+
+@pytest.fixture
+def profile() -> LatencyProfile:
+    # exit 0: warm 1 ms at batch 1 and 4 ms at batch 8; cold 2 ms typically, its tail 6 ms
+    profile = LatencyProfile(2, [1, 2, 4, 8], window=100)
+    for i in range(100):
+        profile.observe(0, 1, 0.001, 0.0)
+        profile.observe(0, 8, 0.004, 0.0)
+        profile.observe(0, 1, 0.006 if i % 10 == 0 else 0.002, 0.0, True)
+    return profile
+
+
+FRONT = FrontEnd(lone_intake_s=0.0005, lone_out_s=0.0003, out_s=0.002)
+NOTHING_AHEAD = Ahead()
+
+
+def admit(profile: LatencyProfile, budget_s: float, ahead: Ahead = NOTHING_AHEAD, waited_s: float = 0.0) -> None:
+    check(profile, "p99", 8, Budget(deadline=NOW - waited_s + budget_s), NOW - waited_s, NOW, ahead, FRONT)
+
+
+def test_no_deadline_is_never_refused(profile: LatencyProfile) -> None:
+    check(profile, "p99", 8, Budget(), NOW, NOW, Ahead(queued=10_000), FRONT)
+
+
+def test_the_idle_floor_is_intake_plus_a_typical_cold_exit_0_plus_the_way_out(profile: LatencyProfile) -> None:
+    assert idle_floor_s(profile, FRONT) == pytest.approx(0.0028)
+    with pytest.raises(DeadlineUnmeetableError, match=r"typically needs 2\.80 ms") as refused:
+        admit(profile, 0.0027)
+    assert type(refused.value) is DeadlineUnmeetableError  # 422, not overload
+    admit(profile, 0.0029)  # above the floor, below the cold tail (6 ms): an idle server takes it
+
+
+def test_an_idle_server_takes_a_request_whose_own_intake_was_slow(profile: LatencyProfile) -> None:
+    admit(profile, 0.004, waited_s=0.003)  # 1 ms left, nothing ahead: served (a 503 would be false)
+
+
+@pytest.mark.parametrize(
+    ("ahead", "named"),
+    [
+        (Ahead(queued=8), r"8 requests are queued ahead of it, whose first exits take 4\.0 ms"),
+        (Ahead(running_s=0.003), r"the stage running now needs 3\.0 ms more"),
+        (Ahead(others_in_front=3), r"the front end is reading 3 other requests: this one waited 1\.5 ms longer"),
+        (Ahead(others_in_engine=2), r"2 other requests in the engine keep the front end busy"),
+    ],
+)
+def test_overload_names_the_work_ahead(profile: LatencyProfile, ahead: Ahead, named: str) -> None:
+    with pytest.raises(BacklogError, match=named):
+        admit(profile, 0.004, ahead, waited_s=0.002)
+
+
+def test_work_ahead_that_leaves_room_refuses_nobody(profile: LatencyProfile) -> None:
+    admit(profile, 0.010, Ahead(queued=8, running_s=0.002))  # 2 + 4 + 1 (its own, warm) + 2 (out) ms
+    with pytest.raises(BacklogError):
+        admit(profile, 0.0085, Ahead(queued=8, running_s=0.002))
+
+
+def test_an_idle_engine_predicts_the_first_exit_cold(profile: LatencyProfile) -> None:
+    # another request is being read, so the rule is checked; the engine is idle, so exit 0 runs cold (6 ms tail)
+    admit(profile, 0.0075, Ahead(others_in_front=1, idle=False))
+    with pytest.raises(BacklogError, match=r"its own first exit needs 6\.0 ms"):
+        admit(profile, 0.0075, Ahead(others_in_front=1, idle=True))
