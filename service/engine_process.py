@@ -19,6 +19,15 @@ own child's pipe (never a checkpoint: the child loads that from safetensors).
 Hot reload: the parent checks and calibrates the new checkpoint as usual (service.reload), then the
 child loads and calibrates its own copy and switches between two batches. The parent holds a CPU copy
 of the model for its metadata, preprocessing and those checks (service.state.build_service).
+
+Self-healing: a child that exits once the engine has served (killed, out of memory, a CUDA error) is
+replaced. The requests it held fail at once (503 + Retry-After); until the new child has loaded and
+calibrated (a few seconds) the engine is not ready and says why (`ready_detail`, `unavailable_detail`);
+the mirror of the profile is refilled from the new child's calibration. Restarts back off and count
+towards liveness as service.restart_policy says: only 3 failed restarts within 60 s make the server
+not alive (`health_detail`), so that an orchestrator replaces a pod that cannot heal. A first child that
+never gets ready is a setup problem (checkpoint, device, memory) that a restart will not fix: the engine
+fails for good, as before. Stopping (SIGTERM) restarts nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import multiprocessing
 import os
 import queue
 import select
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -55,6 +65,7 @@ from service.handoff_estimate import HandoffEstimate
 from service.pipe_writer import PipeWriter, grow_pipe, read_message
 from service.policy import Budget
 from service.profile import QUANTILES, LatencyProfile
+from service.restart_policy import RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +90,7 @@ class EngineProcess:
         self.observer = observer
         self.placement = placement  # CPUs for this process and the child (service.cpu_placement); None: any
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
+        self.restart_policy = RestartPolicy(self.clock)  # back-off of restarts, and when the server is not alive
         # measured here, travels to the child with each job; None: keep no room for the hand-off
         quantile = config.handoff_quantile
         self._handoff = None if quantile is None else HandoffEstimate(QUANTILES[quantile])
@@ -91,43 +103,56 @@ class EngineProcess:
         self._closed = False
         self._process: Any = None
         self._reader: Any = None  # the child's messages
-        self._writer: PipeWriter | None = None  # to the child
+        self._writer: PipeWriter | _NoChild | None = None  # to the child (_NoChild: while it restarts)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload_lock = threading.Lock()
         self._reloaded = threading.Event()
         self._reload_error: str | None = None
+        # self-healing (event loop, except where stop takes _spawn_lock from its thread)
+        self._served = False  # a child has said ready: from then on a child that exits is replaced
+        self._down: str | None = None  # how the last child ended while its replacement is due or warming up
+        self._down_since = 0.0
+        self._failure: str | None = None  # what the current child reported in a "failed" message
+        self._standby: PipeWriter | None = None  # a replacement's job pipe, used from its "ready" on
+        self._spawn_lock = threading.Lock()  # stop (a worker thread) against a restart (the event loop)
 
     # -- the Engine interface -------------------------------------------------------------------
 
     def start(self) -> None:
         """Spawn the child (it loads, warms up and calibrates, then says ready). Call on the event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._writer = self._spawn()
+        if self.placement is not None:
+            try:
+                pin_this_process(self.placement.server)
+            except OSError as err:  # CPUs this process may not use: serve unpinned rather than not at all
+                log.warning("cannot pin the server to CPUs %s: %s", self.placement.describe()["server"], err)
+
+    def _spawn(self) -> PipeWriter:
+        """Start a child and listen to it; returns its job pipe. Event loop."""
         context = multiprocessing.get_context("spawn")
         # two one-way pipes: the server writes jobs with a PipeWriter (no thread hand-off while the pipe has room)
         child_inbox, to_child = context.Pipe(duplex=False)
         self._reader, child_outbox = context.Pipe(duplex=False)
         cpus = None if self.placement is None else sorted(self.placement.inference)
-        self._process = context.Process(
+        process = context.Process(
             target=child_main, args=(child_inbox, child_outbox, self.env, cpus), name="elastic-inference", daemon=True
         )
         # the child inherits the environment; prometheus_client decides on multiprocess files when first
         # imported, and the child's own (unused) metrics must not write any: start it without the variable
         multiproc = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         try:
-            self._process.start()
+            process.start()
         finally:
             if multiproc is not None:
                 os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc
+        self._process = process
         child_inbox.close()
         child_outbox.close()
-        self._writer = PipeWriter(os.dup(to_child.fileno()), name="elastic-engine-pipe")  # owns its copy
+        writer = PipeWriter(os.dup(to_child.fileno()), name="elastic-engine-pipe")  # owns its copy
         to_child.close()
-        self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._reader.fileno(), self._receive)
-        if self.placement is not None:
-            try:
-                pin_this_process(self.placement.server)
-            except OSError as err:  # CPUs this process may not use: serve unpinned rather than not at all
-                log.warning("cannot pin the server to CPUs %s: %s", self.placement.describe()["server"], err)
+        return writer
 
     @property
     def accepting(self) -> bool:
@@ -203,19 +228,28 @@ class EngineProcess:
                 return f"no answer within {timeout:.0f}s"
             if self._reload_error is None:
                 self.profile = profile
+                self.env = {**self.env, "ELASTIC_CHECKPOINT": str(path)}  # what a restarted child loads
             return self._reload_error
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Let the child answer what it holds (within `timeout`), then end it; blocking."""
-        self._closed = True
-        self._send({"kind": "stop", "timeout": timeout})
-        if self._process is not None:
-            self._process.join((timeout or 0.0) + 10.0)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(5.0)
-        if self._writer is not None:
-            self._writer.close()
+        """Let the child answer what it holds (within `timeout`), then end it; blocking. A child that has
+        not said ready (warming up, or a replacement) holds no request: it ends at once. Nothing restarts."""
+        with self._spawn_lock:  # a restart that is due now finds the engine closed and starts nothing
+            self._closed = True
+            process, warming = self._process, not self.ready.is_set()
+            writers = [w for w in (self._writer, self._standby) if w is not None]
+        if process is not None and warming:
+            process.kill()
+            process.join(5.0)
+        else:
+            self._send({"kind": "stop", "timeout": timeout})
+        if process is not None:
+            process.join((timeout or 0.0) + 10.0)
+            if process.is_alive():
+                process.kill()
+                process.join(5.0)
+        for writer in writers:
+            writer.close()
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 self._loop.call_soon_threadsafe(self._fail_all, UnavailableError("the server shut down"))
@@ -252,11 +286,27 @@ class EngineProcess:
             self._reload_error = message[1]
             self._reloaded.set()
         elif kind == "ready":
+            restarted = self._served
+            if restarted:  # a replacement: its calibration, not the dead child's samples, is the mirror now
+                self.profile.clear()
             self._replay(message[1])
+            with self._spawn_lock:
+                if self._standby is not None:  # a replacement's job pipe: jobs go to it from now on
+                    self._writer, self._standby = self._standby, None
+            self._served, self._down, self._failure = True, None, None
+            self.restart_policy.child_ready()
             self.ready.set()
+            if restarted:
+                log.warning("the inference process is back after %.1fs (restart %d in a row)",
+                            self.clock() - self._down_since, self.restart_policy.attempt)  # fmt: skip
         elif kind == "failed":
-            self.error = RuntimeError(message[1])
-            log.error("the inference process failed: %s", message[1])
+            if self._served:  # it ends now (then _child_gone replaces it); kill it if it does not
+                self._failure = message[1]
+                log.error("the inference process failed: %s", message[1])
+                self._loop.call_later(END_GRACE_S, _end, self._process)
+            else:  # the first child never got ready: a setup problem, not for restarts to fix
+                self.error = RuntimeError(message[1])
+                log.error("the inference process failed: %s", message[1])
 
     def _replay_later(self, events: list[tuple]) -> None:
         """Replay after the handlers just woken have run: a request's response must not wait for the
@@ -277,19 +327,153 @@ class EngineProcess:
                     log.warning("observer hook %s failed", hook, exc_info=True)
 
     def _child_gone(self) -> None:
+        """Event loop: the child's pipe closed. Fail what it held; replace it unless stopping or failed for good."""
         if self._loop is not None:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(self._reader.fileno())
-        if not self._closed and self.error is None:
-            self.error = RuntimeError("the inference process exited")
-            log.error("the inference process exited")
-        self._fail_all(UnavailableError("the inference process exited"))
+        with contextlib.suppress(OSError):
+            self._reader.close()
+        how = self._failure and f"failed: {self._failure}"
+        self._failure = None
+        if self._process is not None:
+            how = how or f"exited{_exit_status(self._process)}"
+        how = how or "exited"
+        with self._spawn_lock:
+            closed = self._closed
+        if closed or self.error is not None:  # stopping, or failed for good (the first child never got ready)
+            self._fail_all(UnavailableError("the inference process exited"))
+            return
+        if not self._served:
+            self.error = RuntimeError(f"the inference process {how} before it was ready")
+            log.error("the inference process %s before it was ready", how)
+            self._fail_all(UnavailableError(f"the inference process {how}"))
+            return
+        self.ready.clear()  # not accepting: requests get 503 with the reason (unavailable_detail)
+        delay = self.restart_policy.child_exited()
+        if self._down is None:
+            self._down_since = self.clock()
+        self._down = how
+        with self._spawn_lock:
+            writers = [w for w in (self._writer, self._standby) if w is not None]
+            self._writer, self._standby = _NoChild(self), None
+        for writer in writers:
+            writer.close()
+        self._reload_error = f"the inference process {how}"  # a reload waiting for it: answered now
+        self._reloaded.set()
+        log.error("the inference process %s; restarting it in %.1fs (restart %d in a row)",
+                  how, delay, self.restart_policy.attempt)  # fmt: skip
+        self._fail_all(UnavailableError(f"the inference process {how}; restarting it"))
+        self._loop.call_later(delay, self._restart)
+
+    def _restart(self) -> None:
+        """Event loop: start the replacement (its "ready" puts it to work)."""
+        with self._spawn_lock:
+            if self._closed:
+                return
+            old = self._process
+            if old is not None and old.is_alive():  # closed its pipe and lingers: it is being replaced
+                old.kill()
+            try:
+                self._standby = self._spawn()
+            except Exception as err:  # no process to be had (memory, limits): a failed restart, try again later
+                log.exception("cannot start the inference process")
+                self._failure = f"could not be started: {type(err).__name__}: {err}"
+                self._loop.call_soon(self._child_gone)
+                return
+        if old is not None:
+            old.join(0.0)  # reap it
+        hook = getattr(self.observer, "engine_restarted", None)
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # a metric must never stop a restart
+                log.warning("observer hook engine_restarted failed", exc_info=True)
+
+    # -- health (routes read these with getattr: the thread engine has none of them) --------------
+
+    @property
+    def restarting(self) -> bool:
+        """A child exited and its replacement is due or warming up."""
+        return self._down is not None and not self._closed
+
+    @property
+    def ready_detail(self) -> str | None:
+        """Why the engine is not ready while it restarts its child (readiness); None otherwise."""
+        if not self.restarting:
+            return None
+        return f"the inference process {self._down}; restarting it, attempt {self.restart_policy.attempt}"
+
+    @property
+    def unavailable_detail(self) -> str | None:
+        """Why a request is refused while the engine restarts its child; None otherwise."""
+        if not self.restarting:
+            return None
+        return f"the inference process is restarting after it {self._down} (attempt {self.restart_policy.attempt})"
+
+    @property
+    def health_detail(self) -> str | None:
+        """Why the server is not alive (liveness), None while it is: the engine failed for good, or its
+        child could not be restarted (service.restart_policy: 3 failed restarts within 60 s)."""
+        if self.error is not None:
+            return f"the engine failed: {self.error}"
+        policy = self.restart_policy
+        if self.restarting and not policy.live:
+            return (f"the inference process cannot be restarted: {policy.recent_failures()} restarts failed "
+                    f"within {policy.window_s:.0f}s, the last one {self._down}; still trying "
+                    f"(attempt {policy.attempt})")  # fmt: skip
+        return None
 
     def _fail_all(self, error: BaseException) -> None:
         pending, self._pending, self._urgency = self._pending, {}, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
+
+
+END_GRACE_S = 2.0  # a child that reported a failure and has not exited this long after is killed
+
+
+def _end(process: Any) -> None:
+    """Kill `process` if it is still running (it said it failed, and is being replaced)."""
+    if process is not None and process.is_alive():
+        process.kill()
+
+
+def _exit_status(process: Any) -> str:
+    """' (signal 9, SIGKILL)', ' (exit code 1)', or '' while unknown: how a child that closed its pipe ended."""
+    process.join(0.1)  # it closed its pipe on exiting: a moment for the kernel to reap it
+    code = process.exitcode
+    if code is None:
+        return ""
+    if code < 0:
+        try:
+            return f" (signal {-code}, {signal.Signals(-code).name})"
+        except ValueError:
+            return f" (signal {-code})"
+    return f" (exit code {code})"
+
+
+class _NoChild:
+    """The job pipe while no child is ready (a restart is due or warming up): a job is refused at once,
+    a reload answered at once; nothing waits for a child that is not there."""
+
+    def __init__(self, engine: EngineProcess) -> None:
+        self._engine = engine
+
+    def send(self, header: dict, payload: bytes = b"") -> None:
+        engine = self._engine
+        why = engine.unavailable_detail or "the inference process is not running"
+        if header.get("kind") == "job":  # submit counted it as sent: take it back and refuse it
+            engine._urgency.pop(header["id"], None)
+            future = engine._pending.pop(header["id"], None)
+            if future is not None and not future.done():
+                future.set_exception(UnavailableError(why))
+        elif header.get("kind") == "reload":
+            engine._reload_error = why
+            engine._reloaded.set()
+
+    def close(self) -> None:
+        pass
 
 
 # -- the child --------------------------------------------------------------------------------------

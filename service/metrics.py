@@ -91,6 +91,10 @@ class Metrics:
             "elastic_model_info", "The served model (value 1)",
             ["model", "checkpoint", "device", "num_exits"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
+        self.engine_restarts = Counter(
+            "elastic_engine_restarts",
+            "Inference processes started to replace one that exited (ELASTIC_ENGINE=process)", registry=r,
+        )  # fmt: skip
         # create every series up front so dashboards see zeros rather than gaps
         for k in range(num_exits):
             self.exit_latency.labels(exit=str(k))
@@ -120,6 +124,10 @@ class Metrics:
         self.requests.labels(exit=exit_label, outcome="met" if answer.budget_met else "missed").inc()
         if answer.slack_s is not None:
             self.slack.observe(answer.slack_s)
+
+    def engine_restarted(self) -> None:
+        """The process engine started a new inference process after its child exited (event loop)."""
+        self.safely(self.engine_restarts.inc)
 
     # -- route-side helpers ----------------------------------------------------------------------
 

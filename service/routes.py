@@ -325,8 +325,17 @@ async def _classify(
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
     if service.shutting_down or not engine.accepting:
-        state = "shutting down" if service.shutting_down else "not ready (warming up)"
-        raise ApiError(503, "unavailable", f"the server is {state}", headers=retry, outcome="rejected")
+        # the process engine says why while it restarts its inference process; the thread engine has no child
+        restarting = None if service.shutting_down else getattr(engine, "unavailable_detail", None)
+        if restarting is not None:
+            detail = restarting
+        elif service.shutting_down:
+            detail = "the server is shutting down"
+        elif engine.error is not None:
+            detail = f"the engine failed: {engine.error}"
+        else:
+            detail = "the server is not ready (warming up)"
+        raise ApiError(503, "unavailable", detail, headers=retry, outcome="rejected")
     # shed before reading and decoding the body: under overload a refusal must cost next to nothing
     if service.in_flight > settings.max_in_flight:
         detail = f"the server is at capacity: {service.in_flight - 1} requests are being handled"
@@ -465,12 +474,20 @@ async def model_info(service: Service) -> ModelInfo:
 @router.get("/healthz", summary="Liveness: the process and its engine are alive", responses=_error_responses(503))
 @router.get("/v2/health/live", summary="Liveness (KServe v2 alias)", responses=_error_responses(503))
 async def healthz(request: Request) -> Response:
-    # a dead engine (the inference process exited, or the inference thread raised) never comes back by
-    # itself: say so here, so that the orchestrator restarts the server instead of keeping it unready
+    # not alive: an engine that will not come back by itself, so that the orchestrator restarts the server
+    # instead of keeping it unready. The thread engine: its inference thread raised. The process engine
+    # replaces an inference process that exits and stays alive meanwhile; it is not alive once it failed
+    # for good or 3 restarts failed within 60 s (service.restart_policy), and says which (health_detail).
     service = getattr(request.app.state, "service", None)
-    error = None if service is None else service.engine.error
-    if error is not None:
-        return JSONResponse({"error": "engine_failed", "detail": f"the engine failed: {error}"}, status_code=503)
+    detail = None
+    if service is not None:
+        engine = service.engine
+        if hasattr(engine, "health_detail"):
+            detail = engine.health_detail
+        elif engine.error is not None:
+            detail = f"the engine failed: {engine.error}"
+    if detail is not None:
+        return JSONResponse({"error": "engine_failed", "detail": detail}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -480,10 +497,13 @@ async def readyz(service: Service) -> Response:
     engine = service.engine
     if engine.accepting and not service.shutting_down:
         return JSONResponse({"status": "ready"})
+    restarting = getattr(engine, "ready_detail", None)  # the process engine, while it replaces its child
     if engine.error is not None:
         detail = f"the engine failed: {engine.error}"
     elif service.shutting_down:
         detail = "shutting down"
+    elif restarting is not None:
+        detail = restarting
     else:
         detail = "warming up and calibrating the latency profile"
     return JSONResponse({"error": "not_ready", "detail": detail}, status_code=503)

@@ -1,6 +1,6 @@
 """ELASTIC_ENGINE=process: the real server with its model in a child process answers like the default
-one (exits, budgets, top-k, metrics, the live profile, hot reload) and leaves no process behind on
-SIGTERM."""
+one (exits, budgets, top-k, metrics, the live profile, hot reload), replaces a child that dies while
+staying alive, and leaves no process behind on SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -159,22 +161,111 @@ def test_the_thread_engine_still_serves_and_reloads() -> None:
             assert answer(classify_multipart(c, budget_mflops=info["exits"][0]["anytime_mflops"]))["exit"] == 0
 
 
-def test_a_dead_inference_process_fails_liveness_and_requests_cleanly() -> None:
-    with serve(env={"ELASTIC_ENGINE": "process"}) as running:
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
+
+
+def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.02)
+    pytest.fail(f"not within {timeout:.0f}s: {what}")
+
+
+class Load:
+    """A few client threads sending classify requests until stopped: (time, status, body, headers) of each answer;
+    a request without an answer within its timeout is recorded as such (it must not happen)."""
+
+    def __init__(self, url: str, threads: int = 3, pause_s: float = 0.02) -> None:
+        self.url, self.pause_s = url, pause_s
+        self.results: list[tuple[float, int, dict, httpx.Headers]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=15.0) as c:
+            while not self._stop.is_set():
+                try:
+                    response = classify_multipart(c)
+                except httpx.HTTPError as err:  # a hang (timeout) or a reset: no answer
+                    self.failures.append(f"{type(err).__name__}: {err}")
+                    continue
+                self.results.append((time.monotonic(), response.status_code, response.json(), response.headers))
+                time.sleep(self.pause_s)
+
+
+def test_a_killed_inference_process_is_replaced_while_the_server_stays_alive() -> None:
+    """Self-healing. This replaces the premise of an earlier test here: that a killed inference process
+    fails liveness so that Kubernetes restarts the pod. Now the server replaces its child by itself: the
+    requests it held and those arriving meanwhile get 503 + Retry-After, readiness is red with the reason,
+    liveness stays green, and serving resumes within seconds. Liveness fails only after 3 failed restarts
+    within 60 s (tests/service/test_restart_policy.py drives that rule on a fake clock)."""
+    with serve(env={"ELASTIC_ENGINE": "process"}) as running, httpx.Client(base_url=running.url, timeout=10) as c:
         child = inference_child(running.process.pid)
-        with httpx.Client(base_url=running.url, timeout=30.0) as c:
-            assert answer(classify_multipart(c))["budget_met"] is True
+        assert metric(c.get("/metrics").text, "elastic_engine_restarts_total") == 0
+        live: list[int] = []
+        with Load(running.url) as load:
+            until(lambda: len(load.results) >= 10, 30, "answers before the kill")
             os.kill(child, signal.SIGKILL)
-            for _ in range(100):  # the server notices the closed pipe on its event loop
-                if c.get("/healthz").status_code == 503:
-                    break
-                time.sleep(0.05)
-            live = c.get("/healthz")
-            assert live.status_code == 503 and live.json()["error"] == "engine_failed", live.text
-            assert c.get("/readyz").status_code == 503
-            refused = classify_multipart(c)
-            assert refused.status_code == 503 and refused.json()["error"] == "unavailable", refused.text
+            killed = time.monotonic()
+            red = until(lambda: (r := c.get("/readyz")).status_code == 503 and r, 5, "readiness turns red")
+            live.append(c.get("/healthz").status_code)
+            detail = red.json()["detail"]
+            assert detail == "the inference process exited (signal 9, SIGKILL); restarting it, attempt 1", detail
+
+            def resumed() -> bool:
+                live.append(c.get("/healthz").status_code)
+                return any(at > killed and status == 200 for at, status, _, _ in load.results[-5:])
+
+            until(resumed, 10, "serving resumes within 10 s of the kill")
+            resumed_after = next(at for at, status, _, _ in load.results if at > killed and status == 200) - killed
+            time.sleep(0.5)
+        print(f"serving resumed {resumed_after:.2f}s after the kill")
+        assert not load.failures, load.failures[:5]
+        assert {status for _, status, _, _ in load.results} == {200, 503}
+        refusals = [(body, headers) for _, status, body, headers in load.results if status == 503]
+        for body, headers in refusals:
+            assert body["error"] == "unavailable" and "Retry-After" in headers, body
+            assert body["detail"].startswith("the inference process"), body  # not "warming up"
+        assert any("is restarting after it exited (signal 9, SIGKILL)" in body["detail"] for body, _ in refusals)
+        assert set(live) == {200}, live
+        assert c.get("/readyz").json() == {"status": "ready"}
+        assert inference_child(running.process.pid) != child
+        assert metric(c.get("/metrics").text, "elastic_engine_restarts_total") == 1
+        info = c.get("/v1/model").json()  # the mirror of the profile holds the new child's calibration
+        assert info["ready"] is True and all(e["latency"]["1"]["samples"] >= 1 for e in info["exits"])
         assert "Traceback" not in running.log()
+
+
+def test_sigterm_while_the_inference_process_restarts_leaves_nothing_behind() -> None:
+    # stopping restarts nothing, and ends a replacement that is still warming up at once
+    with serve(env={"ELASTIC_ENGINE": "process"}) as running, httpx.Client(base_url=running.url, timeout=10) as c:
+        os.kill(inference_child(running.process.pid), signal.SIGKILL)
+        until(lambda: "restarting" in c.get("/readyz").text, 5, "the restart begins")
+        assert c.get("/healthz").status_code == 200
+        replacement = until(lambda: [p for p in children(running.process.pid) if not gone(p)], 5, "a replacement")
+        started = time.monotonic()
+        assert running.stop() in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 15, "the stop waited for a warming-up replacement"
+        log = running.log()
+        assert "Application shutdown complete" in log and "Traceback" not in log, log[-3000:]
+    for pid in replacement:
+        until(lambda pid=pid: gone(pid), 10, f"process {pid} ends")
 
 
 def test_a_killed_server_leaves_no_inference_process_behind() -> None:
