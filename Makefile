@@ -37,9 +37,11 @@ check-deploy: $(VENV)/.installed-deploy
 	VENV=$(VENV) bash scripts/check_deploy.sh
 	$(BIN)/python -m pytest -q tests/deploy
 
-# Benchmarks (BENCHMARKS.md): starts our server and LitServe on 127.0.0.1, runs the bounded sweep
-# (about 10 minutes on 2 cores at BENCH_SIZE=full) and regenerates BENCHMARKS.md and docs/benchmarks/.
-# One torch thread by default: the load generator and the HTTP side share the machine's two cores.
+# Benchmarks (BENCHMARKS.md): starts our server and LitServe on 127.0.0.1, runs the bounded sweep and the
+# traffic shapes (about 12-13 minutes on 2 cores at BENCH_SIZE=full) and regenerates BENCHMARKS.md and
+# docs/benchmarks/. One torch thread by default: the load generator and the HTTP side share the two cores.
+# The paced-load phase needs `hey` (Debian package): installed here when missing, as root or with sudo;
+# if that fails the suite skips the phase and says so in BENCHMARKS.md.
 BENCH_SIZE ?= full
 BENCH_THREADS ?= 1
 BENCH_DATA ?= ../shared/data/cifar10
@@ -49,6 +51,10 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 	touch $@
 
 bench: $(VENV)/.installed-bench
+	@command -v hey >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y -q hey || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q hey; }; \
+	} || echo "make bench: could not install hey; the suite skips its hey phase (noted in BENCHMARKS.md)" >&2
 	$(BIN)/elastic bench suite --size $(BENCH_SIZE) --threads $(BENCH_THREADS) --data $(BENCH_DATA) \
 		--out bench-out --doc BENCHMARKS.md --assets docs/benchmarks
 

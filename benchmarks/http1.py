@@ -43,13 +43,24 @@ def build_request(url: str, body: bytes, content_type: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class _Connection:
+class Connection:
+    """One HTTP/1.1 connection. `send` and `receive` are apart so that a burst can write many requests on
+    many connections in one go (no await between the writes) before it reads any answer."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
     async def exchange(self, request: bytes) -> tuple[Response, bool]:
         """Send one request, read its response; (response, whether the connection can be reused)."""
+        self.send(request)
+        return await self.receive()
+
+    def send(self, request: bytes) -> None:
+        """Hand `request` to the socket now (the transport writes at once what the socket takes)."""
         self.writer.write(request)
+
+    async def receive(self) -> tuple[Response, bool]:
+        """The response to the request sent last; (response, whether the connection can be reused)."""
         head = await self.reader.readuntil(b"\r\n\r\n")
         if len(head) > MAX_HEADER_BYTES:
             raise HttpError("response headers too large")
@@ -89,6 +100,17 @@ class _Connection:
             self.writer.close()
 
 
+async def connect(host: str, port: int, timeout_s: float) -> Connection:
+    """A new connection (raises HttpError, or TimeoutError after `timeout_s`)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except TimeoutError:
+        raise
+    except OSError as err:
+        raise HttpError(f"{type(err).__name__}: {err}") from None
+    return Connection(reader, writer)
+
+
 class Http1Pool:
     """Keep-alive connections to one host and port, opened on demand, at most `max_connections`."""
 
@@ -96,7 +118,7 @@ class Http1Pool:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
 
     async def post(self, request: bytes, timeout_s: float) -> Response:
@@ -106,7 +128,7 @@ class Http1Pool:
             try:
                 if connection is None:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_s)
-                    connection = _Connection(reader, writer)
+                    connection = Connection(reader, writer)
                 response, reusable = await asyncio.wait_for(connection.exchange(request), timeout_s)
             except BaseException as err:  # the connection may be mid-response: drop it
                 if connection is not None:

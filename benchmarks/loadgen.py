@@ -100,7 +100,8 @@ def multipart_body(sample: Sample, fields: dict[str, Any], boundary: str) -> byt
     return b"".join(parts)
 
 
-def _parse(record: Record, response: Response) -> None:
+def parse_response(record: Record, response: Response) -> None:
+    """Fill `record` from the response: the answer's fields, or the error code of a refusal."""
     if response.status_code != 200:
         record.error = response.text[:200]
         with contextlib.suppress(ValueError, AttributeError):  # not a JSON object: no code
@@ -119,6 +120,17 @@ def _parse(record: Record, response: Response) -> None:
     record.mflops = body.get("mflops")
     record.budget_met = body.get("budget_met")
     record.stopped_by = body.get("stopped_by")
+
+
+def build_requests(url: str, samples: Sequence[Sample], fields: dict[str, Any], raw: bool = False) -> list[bytes]:
+    """One whole request per sample, built before any clock starts: multipart `image` + `fields` to `url`,
+    or (raw) the image as the body to `<url>/raw` with the fields in the query string."""
+    if raw:
+        target = f"{url.rstrip('/')}/raw" + (f"?{urlencode(fields)}" if fields else "")
+        return [build_request(target, s.data, s.content_type) for s in samples]
+    boundary = uuid.uuid4().hex
+    content_type = f"multipart/form-data; boundary={boundary}"
+    return [build_request(url, multipart_body(s, fields, boundary), content_type) for s in samples]
 
 
 class LoadGenerator:
@@ -141,27 +153,19 @@ class LoadGenerator:
             response = await client.post(request, timeout_s)
             record.client_ms = 1000 * (time.perf_counter() - start)
             record.status = response.status_code
-            _parse(record, response)
+            parse_response(record, response)
         except (HttpError, TimeoutError) as err:
             record.client_ms = 1000 * (time.perf_counter() - start)
             record.error = f"{type(err).__name__}: {err}"[:200]
         return record
 
     async def run(self, spec: LoadSpec) -> PointRun:
-        boundary = uuid.uuid4().hex
-        content_type = f"multipart/form-data; boundary={boundary}"
         if spec.requests < 1:
             raise ValueError("a point needs at least one request")
         if spec.mode not in ("closed", "open"):
             raise ValueError(f"mode must be 'closed' or 'open', got {spec.mode!r}")
         count = spec.requests
-        samples = self.samples[: min(count, len(self.samples))]
-        if spec.raw:
-            url = f"{self.url.rstrip('/')}/raw" + (f"?{urlencode(spec.fields)}" if spec.fields else "")
-            requests = [build_request(url, s.data, s.content_type) for s in samples]
-        else:
-            bodies = [multipart_body(s, spec.fields, boundary) for s in samples]
-            requests = [build_request(self.url, body, content_type) for body in bodies]
+        requests = build_requests(self.url, self.samples[: min(count, len(self.samples))], spec.fields, spec.raw)
         client = Http1Pool(self.url, self.max_connections)
         try:
             start = time.perf_counter()

@@ -5,22 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.markdown import ms, pct, table
 from benchmarks.oracle import QUANTILE
+from benchmarks.report_shapes import traffic_shapes
 from benchmarks.targets import eligible_budget_ms
-
-
-def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def exits_text(histogram: dict[str, int]) -> str:
@@ -340,7 +328,9 @@ make bench
 ```
 
 A single point against any running server: `elastic bench load --url http://127.0.0.1:8000/v1/classify
---data ../shared/data/cifar10 --budgets 5,10 --mode open --rates 100 --requests 500`.
+--data ../shared/data/cifar10 --budgets 5,10 --mode open --rates 100 --requests 500`; the traffic shapes
+with `--mode sparse --rates 5` (`--new-connection`: curl-like), `--mode burst --burst-sizes 16,32` and
+`--mode hey --concurrency 16 --hey-qps 20`.
 
 Checkpoint `{results["checkpoint"]}` (dataset: {results["dataset"]}); {results["images"]} test images from
 `{results["data"]}`, posted as their JPEG bytes (multipart).
@@ -374,7 +364,7 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
 
 ![hit rate vs load]({plots["hit_rate_vs_load"]})
 
-## Peer server: LitServe at full depth
+{traffic_shapes(results)}## Peer server: LitServe at full depth
 
 {_peers(results)}
 

@@ -47,6 +47,42 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def refusal_reason(record: Record) -> str:
+    """Why the server refused: the error code of its JSON body (`overloaded`, `queue_full`, `unavailable`,
+    `budget_too_small`), or the HTTP status where the client saw no body (hey reads none)."""
+    return record.error_code or f"http_{record.status}"
+
+
+def refusals_by_reason(records: Sequence[Record]) -> dict[str, int]:
+    """Refused requests counted by reason: an `overloaded` calls for a less busy replica, a
+    `budget_too_small` for a larger budget; one total hides which."""
+    return dict(sorted(Counter(refusal_reason(r) for r in records if is_rejected(r)).items()))
+
+
+def in_time_at_client(records: Sequence[Record], budget_ms: float) -> int:
+    """Answers the client had within the budget (its own clock: what the caller of a deadline sees)."""
+    return sum(r.status == 200 and r.client_ms <= budget_ms for r in records)
+
+
+def goodput(records: Sequence[Record], duration_s: float, budget_ms: float | None) -> float | None:
+    """Answers inside the budget at the client per second: throughput that counts only useful answers."""
+    if budget_ms is None or duration_s <= 0:
+        return None
+    return in_time_at_client(records, budget_ms) / duration_s
+
+
+def latency_gap(records: Sequence[Record]) -> dict[str, float | None]:
+    """Client latency minus the server's `latency_ms`, per answer: what the server's clock does not see
+    (connect, the body's way in before the server stamps it, the response's way out, the client's loop)."""
+    gaps = [r.client_ms - r.latency_ms for r in records if r.status == 200 and r.latency_ms is not None]
+    return percentiles(gaps, (50, 99))
+
+
+def refusal_latency(records: Sequence[Record]) -> dict[str, float | None]:
+    """How long refusals took at the client: a refusal is only useful if it comes back at once."""
+    return percentiles([r.client_ms for r in records if is_rejected(r)], (50, 99))
+
+
 def _late_answers(late: Sequence[Record], budget_ms: float | None) -> dict[str, Any]:
     """Which exits the late answers came from and by how much they missed: where a miss comes from
     (a queue wait ends at exit 0; a deeper exit means a stage ran over its prediction)."""
@@ -89,9 +125,13 @@ def summarize(records: Sequence[Record], duration_s: float, budget_ms: float | N
         **_late_answers([r for r in server_known if not r.budget_met], budget_ms),
         "client_hit_rate": None,
         "client_hit_rate_sent": None,
+        "refusals": refusals_by_reason(records),
+        "refused_client_ms": refusal_latency(records),
+        "gap_ms": latency_gap(records),
+        "goodput_rps": goodput(records, duration_s, budget_ms),
     }
     if budget_ms is not None:
-        in_time = sum(r.client_ms <= budget_ms for r in ok)
+        in_time = in_time_at_client(ok, budget_ms)
         summary["client_hit_rate"] = _rate(in_time, len(ok))
         summary["client_hit_rate_sent"] = _rate(in_time, len(records))
     return summary

@@ -4,7 +4,8 @@
 2. our server: full depth at concurrency 1 and at saturation (the fixed-depth baseline), a budget
    sweep at concurrency 1, the server held to each exit in turn at concurrency 1 (the oracle's choice
    made again from the server itself), and open-loop Poisson load at multiples of saturation for each
-   budget;
+   budget; then the traffic shapes users send (benchmarks/traffic.py: sparse requests on the idle server,
+   bursts, paced load from hey, closed-loop goodput against fixed depth);
 3. the peer: LitServe at full depth, unbatched and batched like ours;
 4. the oracle and the targets, computed from the above.
 
@@ -31,6 +32,7 @@ from benchmarks.oracle import QUANTILE, accuracy_on, fixed_exit_fit, oracle_exit
 from benchmarks.sizes import SuiteSize
 from benchmarks.stats import deadline_view, summarize_run
 from benchmarks.targets import evaluate_targets
+from benchmarks.traffic import run_traffic
 from models.checkpoint import read_metadata
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
                 load_points.append({**summary, "load": multiple})
             summary, records = bench.point(url, requests=size.load_requests, mode="open", rate=rate)
             fixed_points.append({**summary, "load": multiple, "records": records})
+        shapes = run_traffic(url, server.base_url, bench.samples, size.shapes, size.time_limit_s)
     return {
         "settings": info.get("serving", {}),
         "full_depth_c1": full_c1,
@@ -137,6 +140,7 @@ def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
         "fixed_exits_c1": fixed_exits,
         "load_sweep": load_points,
         "fixed_depth_load": fixed_points,
+        "shapes": shapes,
     }
 
 

@@ -1,8 +1,11 @@
-"""The four targets of the benchmark issue, measured against their goals from one suite run."""
+"""The four targets of the benchmark issue, measured against their goals from one suite run, then the
+traffic-shape targets (benchmarks/shape_targets.py)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from benchmarks.shape_targets import evaluate_shape_targets
 
 LATENCY_RATIO_MAX = 1.15
 THROUGHPUT_RATIO_MIN = 2.0
@@ -142,4 +145,5 @@ def _accuracy(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_latency(results), _throughput(results), *_hit_rates(results), _accuracy(results)]
+    shapes = evaluate_shape_targets(results["elastic"].get("shapes"))
+    return [_latency(results), _throughput(results), *_hit_rates(results), _accuracy(results), *shapes]

@@ -39,9 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--checkpoint", help="where to read the class names when the server has no /v1/model")
     load.add_argument("--images", type=int, default=500, help="distinct images to cycle through (500)")
     load.add_argument("--budgets", type=_budgets, default=[None], help="comma list of budget_ms; 'none' = no budget")
-    load.add_argument("--mode", choices=["closed", "open"], default="closed")
-    load.add_argument("--concurrency", type=_ints, default=[1], help="closed loop: comma list of concurrencies")
-    load.add_argument("--rates", type=_floats, default=[50.0], help="open loop: comma list of requests/s")
+    load.add_argument(
+        "--mode", choices=["closed", "open", "sparse", "burst", "hey"], default="closed",
+        help="closed loop, open loop (Poisson), sparse (evenly spaced, one at a time), burst (N at once every "
+        "T s) or hey (paced load from the hey binary)",
+    )  # fmt: skip
+    load.add_argument(
+        "--concurrency", type=_ints, default=[1], help="closed loop, hey (-c): comma list of concurrencies"
+    )
+    load.add_argument("--rates", type=_floats, default=[50.0], help="open loop, sparse: comma list of requests/s")
+    load.add_argument("--new-connection", action="store_true", help="sparse: a new connection per request (curl-like)")
+    load.add_argument("--burst-sizes", type=_ints, default=[16], help="burst: comma list of requests sent at once")
+    load.add_argument("--bursts", type=int, default=3, help="burst: bursts per point (3)")
+    load.add_argument("--burst-interval", type=float, default=1.0, help="burst: seconds between bursts (1)")
+    load.add_argument(
+        "--hey-qps", type=float, default=0.0, help="hey: requests/s per worker (-q); 0: as fast as answers come"
+    )
     load.add_argument("--requests", type=int, default=200, help="requests per point (200)")
     load.add_argument("--time-limit", type=float, default=30.0, help="seconds per point at most (30)")
     load.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (10)")
@@ -110,20 +123,45 @@ def _extra_fields(pairs: list[str]) -> dict[str, str]:
     return fields
 
 
+def _shape_point(args: argparse.Namespace, samples: list, load: float, fields: dict[str, Any]) -> dict[str, Any]:
+    """One sparse, burst or hey point with its per-request records."""
+    from benchmarks.hey import HeySpec
+    from benchmarks.shapes import BurstSpec, SparseSpec
+    from benchmarks.traffic import burst_point, hey_point, sparse_point
+
+    if args.mode == "sparse":
+        spec = SparseSpec(load, args.requests, fields, args.new_connection, args.raw, args.time_limit, args.timeout)
+        return sparse_point(args.url, samples, spec, keep_records=True)
+    if args.mode == "burst":
+        burst = BurstSpec(int(load), args.bursts, args.burst_interval, fields, args.raw, args.timeout)
+        return burst_point(args.url, samples, burst, keep_records=True)
+    paced = HeySpec(args.requests, int(load), args.hey_qps, fields, args.raw, args.timeout)
+    return hey_point(args.url, samples[0], paced, args.url.split("/v1/")[0], keep_records=True)
+
+
 def run_load(args: argparse.Namespace) -> int:
     from benchmarks.dataset import load_samples
+    from benchmarks.hey import HeyError
     from benchmarks.loadgen import LoadSpec, check_loopback, records_to_json, run_point
     from benchmarks.report import points_table
+    from benchmarks.report_shapes import shapes_table
     from benchmarks.stats import summarize_run
 
     check_loopback(args.url)
     samples = load_samples(args.data, _classes(args.url, args.checkpoint), args.images, args.split, args.seed)
     extra = _extra_fields(args.field)
-    loads = args.concurrency if args.mode == "closed" else args.rates
+    loads = {"closed": args.concurrency, "hey": args.concurrency, "burst": args.burst_sizes}.get(args.mode, args.rates)
     points: list[dict[str, Any]] = []
     for load in loads:
         for budget in args.budgets:
             fields = dict(extra, **({} if budget is None else {"budget_ms": budget}))
+            if args.mode in ("sparse", "burst", "hey"):
+                try:
+                    points.append(_shape_point(args, samples, load, fields))
+                except HeyError as err:
+                    sys.stderr.write(f"error: {err}\n")
+                    return 1
+                continue
             spec = LoadSpec(
                 mode=args.mode,
                 concurrency=int(load) if args.mode == "closed" else 1,
@@ -137,7 +175,8 @@ def run_load(args: argparse.Namespace) -> int:
             )
             run = run_point(args.url, samples, spec)
             points.append({**summarize_run(run), "records": records_to_json(run.records)})
-    sys.stdout.write(points_table(points) + "\n")
+    shaped = args.mode in ("sparse", "burst", "hey")
+    sys.stdout.write((shapes_table(points) if shaped else points_table(points)) + "\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"url": args.url, "images": len(samples), "points": points}, indent=1) + "\n")

@@ -8,6 +8,7 @@ server's own `elastic_requests_total` counter.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,3 +165,50 @@ def test_non_loopback_target_is_refused_before_sending(tmp_path: Path, classes: 
     result = bench("--url", "http://10.1.2.3:8000/v1/classify", "--data", str(data), "--requests", "1")
     assert result.returncode == 2
     assert "loopback" in result.stderr
+
+
+def test_bursts_and_curl_like_requests_count_what_the_server_counted(
+    server: ServerProcess, tmp_path: Path, classes: list[str]
+) -> None:
+    data = make_image_folder(tmp_path / "data", classes[:2], per_class=4)
+    common = ("--url", server.url + "/v1/classify", "--data", str(data), "--images", "8")
+    before = outcomes(server.url)
+    bursts = bench(*common, "--mode", "burst", "--burst-sizes", "4", "--bursts", "2", "--burst-interval", "0.1",
+                   "--budgets", str(GENEROUS_MS), "--json", str(tmp_path / "bursts.json"))  # fmt: skip
+    curl = bench(*common, "--mode", "sparse", "--new-connection", "--rates", "20", "--requests", "3",
+                 "--budgets", "none", "--json", str(tmp_path / "curl.json"))  # fmt: skip
+    after = outcomes(server.url)
+    assert bursts.returncode == 0, bursts.stderr
+    assert curl.returncode == 0, curl.stderr
+    (burst,) = json.loads((tmp_path / "bursts.json").read_text())["points"]
+    (sparse,) = json.loads((tmp_path / "curl.json").read_text())["points"]
+    assert (burst["shape"], burst["burst_size"], burst["bursts"]) == ("burst", 4, 2)
+    assert burst["sent"] == 8 == burst["ok"] == len(records(burst)) and burst["refusals"] == {}
+    assert burst["client_hit_rate_sent"] == 1.0 and burst["goodput_rps"] > 0
+    assert (sparse["shape"], sparse["connection"], sparse["sent"], sparse["ok"]) == ("curl", "new per request", 3, 3)
+    for p in (burst, sparse):  # the labels are those of the images sent
+        assert p["accuracy"] == pytest.approx(sum(r["class_id"] == r["label"] for r in records(p)) / p["ok"])
+        assert p["gap_ms"]["p50"] is not None
+    assert after["met"] - before.get("met", 0) == 8 + 3
+    assert "| burst | 4 at once ×2, every 0.1 s |" in bursts.stdout
+    assert "| curl | 20/s, new per request | none |" in curl.stdout
+
+
+def test_hey_points_read_the_server_side_from_its_counters(
+    server: ServerProcess, tmp_path: Path, classes: list[str]
+) -> None:
+    if shutil.which("hey") is None:
+        pytest.skip("hey is not installed (apt-get install hey)")
+    data = make_image_folder(tmp_path / "data", classes[:1], per_class=1)
+    out = tmp_path / "hey.json"
+    result = bench(
+        "--url", server.url + "/v1/classify", "--data", str(data), "--images", "1", "--mode", "hey", "--raw",
+        "--concurrency", "2", "--hey-qps", "50", "--requests", "8", "--budgets", str(GENEROUS_MS), "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (point,) = json.loads(out.read_text())["points"]
+    assert (point["shape"], point["concurrency"], point["qps"], point["offered_rps"]) == ("hey", 2, 50.0, 100.0)
+    assert point["sent"] == point["ok"] == 8 == len(records(point))
+    assert point["server"]["met"] == 8 and point["server_hit_rate"] == 1.0 and point["client_hit_rate_sent"] == 1.0
+    assert point["command"].startswith("hey -n 8 -c 2 -t 10 -q 50 -m POST -T image/jpeg -D body.bin -o csv")
+    assert "| hey | hey -c 2 -q 50 (100/s) |" in result.stdout

@@ -7,10 +7,13 @@ starts and stops its server, counts consistently and writes the report, not the 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import pytest
 from bench_images import make_image_folder
 from e2e_server import REPO_ROOT
 
@@ -54,7 +57,42 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     assert {p["load"] for p in elastic["load_sweep"]} == {0.5, 2.0}
     assert len(results["fixed_depth"]["load"]) == 2 * 2  # loads × budgets
     assert results["targets"][0]["name"].startswith("full-depth p50")
-    assert len(results["targets"]) == 5
+    assert len(results["targets"]) == 5 + 6  # the four of the issue (hit rate twice), then the traffic shapes
+    assert all(t["met"] in (True, False, None) for t in results["targets"])
+
+    # the traffic shapes, at smoke size (benchmarks/sizes.py)
+    shapes = elastic["shapes"]
+    sparse, curl = shapes["sparse"]
+    assert (sparse["shape"], sparse["sent"], sparse["connection"]) == ("sparse", 10, "keep-alive")
+    assert (curl["shape"], curl["sent"], curl["connection"]) == ("curl", 5, "new per request")
+    assert [(b["burst_size"], b["budget_ms"], b["sent"]) for b in shapes["bursts"]] == [
+        (16, 10.0, 16), (16, 50.0, 16), (32, 10.0, 32), (32, 50.0, 32),
+    ]  # fmt: skip
+    base = shapes["closed_baseline"]
+    assert base["budget_ms"] is None and base["concurrency"] == 8 and base["ok"] == base["sent"] == 48
+    assert [(p["budget_ms"], p["sent"]) for p in shapes["closed"]] == [(8.0, 48)]
+    hey = shapes["hey"]
+    if shutil.which("hey"):
+        assert hey["skipped"] is None and [(p["budget_ms"], p["sent"]) for p in hey["points"]] == [(30.0, 64)]
+        (point,) = hey["points"]
+        # the server's side of a hey point is its own counters: every request counted once
+        assert sum(point["server"].values()) == point["sent"] - point["errors"]
+        assert point["server"]["rejected"] == point["rejected"]
+    else:
+        assert hey["points"] == [] and "not installed" in hey["skipped"]
+        warnings.warn("hey is not installed: the suite's hey phase was skipped (apt-get install hey)", stacklevel=1)
+    for p in [*shapes["sparse"], *shapes["bursts"], *hey["points"], base, *shapes["closed"]]:
+        assert p["ok"] + p["rejected"] + p["errors"] == p["sent"]
+        assert p["errors"] == 0, p["error_examples"]
+        assert sum(p["refusals"].values()) == p["rejected"]
+        assert set(p["refusals"]) <= {"overloaded", "queue_full", "unavailable", "budget_too_small", "http_503",
+                                      "http_422", "http_429"}  # fmt: skip
+        assert (p["refused_client_ms"]["p99"] is None) == (p["rejected"] == 0)
+        if p["budget_ms"] is not None:
+            inside = round(p["client_hit_rate_sent"] * p["sent"])
+            assert p["goodput_rps"] == pytest.approx(inside / p["duration_s"])
+        if p["shape"] != "hey" and p["ok"]:  # hey reads no body: no per-request server latency
+            assert p["gap_ms"]["p50"] is not None and p["gap_ms"]["p50"] > -0.5  # the client sees more than the server
 
     text = doc.read_text()
     for heading in (
@@ -63,6 +101,7 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
         "## Lower bound",
         "## Accuracy under a budget",
         "## Hit rate under load",
+        "## Traffic shapes",
     ):
         assert heading in text
     assert "Reduced run" in text
