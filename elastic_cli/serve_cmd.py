@@ -102,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from service.arrival import ArrivalProtocol
+
     uvicorn.run(
         "service.main:create_app",
         factory=True,
+        http=ArrivalProtocol,  # budgets count from a request's first byte (service.arrival)
         host=args.host,
         port=args.port,
         workers=args.workers,

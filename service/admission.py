@@ -42,7 +42,7 @@ class Ahead:
 
     queued: int = 0  # requests queued ahead of it (deadlines no later than its own)
     running_s: float = 0.0  # the rest of the stage running now
-    others_in_front: int = 0  # other requests being read or decoded by the front end right now
+    others_in_front: int = 0  # other requests the front end has begun and not handed to the engine yet
     others_in_engine: int = 0  # other requests queued or running, not ahead of it: their answers share the way out
     idle: bool = False  # the engine has been idle long enough that its next batch starts cold
 
@@ -55,7 +55,9 @@ class Ahead:
 class FrontEnd:
     """The front end's costs around the engine, in seconds."""
 
-    lone_intake_s: float = 0.0  # reading and decoding a request alone on the server (typical)
+    lone_intake_s: float = 0.0  # reading a request alone on the server, up to admission (typical)
+    decode_s: float = 0.0  # from admission into the engine's queue: decoded and handed over (typical)
+    read_s: float = 0.0  # the event loop's own time to read, parse and decode one request (typical)
     lone_out_s: float = 0.0  # a lone answer from the engine to its response being made (typical)
     out_s: float = 0.0  # the same, now: under load the event loop is busy with other requests
 
@@ -63,7 +65,16 @@ class FrontEnd:
 def idle_floor_s(profile: LatencyProfile, front: FrontEnd) -> float:
     """The smallest budget an idle server typically meets: a lone request read, exit 0 run cold, the answer
     out, each at its median. Below it no retry helps (422); above it an idle server takes the request."""
-    return front.lone_intake_s + profile.predict(0, 1, "p50", cold=True) + front.lone_out_s
+    return front.lone_intake_s + front.decode_s + profile.predict(0, 1, "p50", cold=True) + front.lone_out_s
+
+
+def way_out_s(front: FrontEnd, others_in_front: int, alone: bool = False) -> float:
+    """How long an answer will take from its exit to its response while `others_in_front` requests are
+    still to be read: the event loop reads them before it gets to the answer (a burst read in one go
+    is handled one request after another), then the way out of a lone answer. Unless the request is
+    `alone` on the server, never below the recent figure under load."""
+    lone = front.lone_out_s + others_in_front * front.read_s
+    return lone if alone else max(front.out_s, lone)
 
 
 def check(
@@ -86,14 +97,14 @@ def check(
         raise DeadlineUnmeetableError(
             f"an idle server typically needs {1e3 * floor:.2f} ms for a first answer: exit 0 takes "
             f"{1e3 * profile.predict(0, 1, 'p50', cold=True):.2f} ms after an idle spell, and reading the request "
-            f"and sending the answer {1e3 * (front.lone_intake_s + front.lone_out_s):.2f} ms"
+            f"and sending the answer {1e3 * (front.lone_intake_s + front.decode_s + front.lone_out_s):.2f} ms"
         )
     if not ahead.any:  # above the idle floor with nothing ahead: served, whatever its own intake took
         return
     full, rest = divmod(ahead.queued, max_batch_size)
     backlog = full * profile.predict(0, max_batch_size, quantile) if full else 0.0
-    own = profile.predict(0, rest + 1, quantile, cold=ahead.idle)
-    out = max(front.out_s, front.lone_out_s)
+    own = profile.predict(0, rest + 1, quantile, cold=ahead.idle) + front.decode_s
+    out = way_out_s(front, ahead.others_in_front)
     if now + ahead.running_s + backlog + own + out <= deadline:
         return
     intake, lag = now - received, max(0.0, now - received - front.lone_intake_s)
@@ -110,6 +121,6 @@ def check(
     if ahead.others_in_engine:
         causes.append(f"{ahead.others_in_engine} other requests in the engine keep the front end busy")
     raise BacklogError(
-        f"{'; '.join(causes)}. It has been {1e3 * intake:.1f} ms since it arrived; its own first exit needs "
-        f"{1e3 * own:.1f} ms and the answer {1e3 * out:.1f} ms to get out"
+        f"{'; '.join(causes)}. It has been {1e3 * intake:.1f} ms since it arrived; its decoding and its own "
+        f"first exit need {1e3 * own:.1f} ms, and the answer {1e3 * out:.1f} ms to get out"
     )

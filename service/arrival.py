@@ -7,8 +7,14 @@ gets to run. Under bursts the event loop parses requests one after another, and 
 last one runs milliseconds after its bytes were read; a clock started in the handler hides that wait.
 The earliest point the server sees is `data_received`, so the stamp is taken there.
 
+It also counts the requests this process has begun reading and not finished answering
+(`open_requests`): in a burst, the handlers of the requests read in one go run one after another, and
+an answer for the first waits for the loop to finish reading the others. Admission and the engine
+plan for that wait.
+
 `elastic serve` passes `ArrivalProtocol` to uvicorn (`http=`). Under another server (a test client,
-or uvicorn without it) there is no stamp, and `arrival_of` falls back to the handler's own clock.
+or uvicorn without it) there is no stamp, `arrival_of` falls back to the handler's own clock and
+`open_requests` to None.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "elastic.arrival"
+_open = {"requests": 0, "protocol": False}  # this process's requests begun and not answered (event loop only)
+
+
+def open_requests() -> int | None:
+    """Requests this process has begun reading and not finished answering; None without ArrivalProtocol."""
+    return _open["requests"] if _open["protocol"] else None
 
 
 @dataclass
@@ -75,6 +87,8 @@ class ArrivalProtocol(HttpToolsProtocol):
         self._first_byte: float | None = None  # bytes of a request not begun yet were read at this time
         self._in_message = False
         self._arrival: ArrivalStamp | None = None  # the request whose response is being made
+        self._begun = 0  # requests of this connection begun and not answered (pipelining: several)
+        _open["protocol"] = True
 
     def data_received(self, data: bytes) -> None:
         if not self._in_message and self._first_byte is None:
@@ -84,6 +98,8 @@ class ArrivalProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_message = True
+        self._begun += 1
+        _open["requests"] += 1
         # pipelined requests read in one go share the stamp of that read
         first_byte, self._first_byte = self._first_byte, None
         self._arrival = ArrivalStamp(time.monotonic() if first_byte is None else first_byte)
@@ -93,8 +109,18 @@ class ArrivalProtocol(HttpToolsProtocol):
         self._in_message = False
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        self._answered()
+        super().on_response_complete()
+
+    def _answered(self, count: int = 1) -> None:
+        count = min(count, self._begun)
+        self._begun -= count
+        _open["requests"] -= count
+
     def connection_lost(self, exc: Exception | None) -> None:
         cycle, arrival = self.cycle, self._arrival
         super().connection_lost(exc)
+        self._answered(self._begun)  # what was begun and never answered: nobody is waiting for it any more
         if arrival is not None and cycle is not None and cycle.disconnected:
             arrival.disconnected()

@@ -70,6 +70,7 @@ class Answer:
     slack_s: float | None = None  # deadline minus answer time; None without a deadline
     top_k: list[tuple[int, float]] | None = None
     runner: Any = None  # the runner that answered: labels come from it even if a reload swapped the model since
+    enqueued_at: float = 0.0  # when the engine queued it (its clock): the front end times its way in with this
 
 
 @dataclass
@@ -103,6 +104,9 @@ class Job:
     heads_mflops: float = 0.0  # earlier exit heads read on this request's row (it went on after them)
     batch_mark: int = -1  # the engine's batch count when it was queued while idle; -1: a batch was running
     wire_id: int | None = None  # the process engine's id for it (service.engine_process)
+    # how long its answer will take from its exit to its response, as the front end planned it when it was
+    # submitted (service.admission.way_out_s); None: the engine's own estimate (`handoff_s`)
+    out_s: float | None = None
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -312,22 +316,30 @@ class Engine:
             return max(front.out_s, front.lone_out_s)
         return front.lone_out_s
 
+    def _out_of(self, job: Job) -> float:
+        return self.handoff_s if job.out_s is None else job.out_s
+
+    def _margin_of(self, job: Job) -> float:
+        """Room kept before `job`'s deadline when going deeper: the response margin and its way out."""
+        return self.config.margin_s + self._out_of(job)
+
     @property
     def margin_s(self) -> float:
         """Room kept before a deadline when going deeper: the response margin and the recent hand-off."""
         return self.config.margin_s + self.handoff_s
 
-    def admit(self, budget: Budget, received: float) -> None:
+    def admit(self, budget: Budget, received: float, in_front: int | None = None) -> None:
         """Raise if a request received at `received` with `budget` would be refused now (see `_admit`).
 
         The HTTP layer asks this before it decodes the image, so that a refusal under overload costs
         little; `submit` decides again, atomically with queueing. Does nothing without reject_unmeetable.
+        `in_front`: other requests the front end has begun and not submitted (default: those announced).
         """
         if self.config.reject_unmeetable:
             with self._lock:
-                self._admit(budget, received)
+                self._admit(budget, received, in_front=in_front)
 
-    def _admit(self, budget: Budget, received: float, announced: bool = True) -> None:
+    def _admit(self, budget: Budget, received: float, announced: bool = True, in_front: int | None = None) -> None:
         """Lock held: refuse a request whose first exit is predicted late (service.admission: 422 below what
         an idle server can do, 503 when work ahead is the cause). `announced`: the request is still
         counted in `arriving()` (asked before decoding), so it is not one of the others in the front end.
@@ -342,7 +354,7 @@ class Engine:
         now = self.clock()
         running = max(0.0, self._busy_until - now) if self._running else 0.0
         queued = sum(1 for job in self._heap if job.budget.urgency <= budget.deadline)
-        others = max(0, self._arriving - (1 if announced else 0))
+        others = max(0, self._arriving - (1 if announced else 0)) if in_front is None else in_front
         idle = not self._running and not self._heap and now - self._idle_since >= self.config.cold_after_s
         ahead = Ahead(queued, running, others, len(self._heap) - queued + (1 if self._running else 0), idle)
         cfg = self.config
@@ -457,7 +469,7 @@ class Engine:
                 size = min(len(self._heap) + 1, cfg.max_batch_size)
                 stage_s = [profile.predict_stage(k, size, cfg.quantile) for k in range(profile.num_exits)]
                 head_s = [profile.predict_head(k, size, cfg.quantile) for k in range(profile.num_exits)]
-                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, self.margin_s)
+                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, self._margin_of(self._heap[0]))
                 timeout = min(window_end - now, spare)
                 if timeout <= 0 or not self._sleep(timeout):
                     break
@@ -519,11 +531,10 @@ class Engine:
             self._observe("queue_wait", start - job.enqueued)
         if cfg.reject_unmeetable:  # as on arrival: a request that waited behind other work too long is refused
             first_s = self.predicted_first_s(len(batch), cold)
-            handoff = self.handoff_s
             # only a job that waited for other work (a batch ran meanwhile): one that waited for nothing is served
             late = [
                 j for j in batch
-                if j.batch_mark != self._batches and not first_exit_fits(j.budget, start, first_s, handoff)
+                if j.batch_mark != self._batches and not first_exit_fits(j.budget, start, first_s, self._out_of(j))
             ]  # fmt: skip
             for job in late:
                 waited = 1e3 * (start - job.enqueued)
@@ -665,7 +676,7 @@ class Engine:
         self, k: int, job: Job, confidence: float | None, now: float, predicted_next_s: float, next_mflops: float
     ) -> Reason:
         return decide(
-            k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self.margin_s
+            k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self._margin_of(job)
         )
 
     def _answer(
@@ -680,6 +691,7 @@ class Engine:
             mflops=self.runner.direct_mflops[exit_index] + job.heads_mflops,
             latency_s=now - job.received,
             queue_s=max(0.0, started - job.enqueued),
+            enqueued_at=job.enqueued,
             budget_met=deadline is None or now <= deadline,
             reason=reason,
             slack_s=None if deadline is None else deadline - now,

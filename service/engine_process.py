@@ -44,24 +44,25 @@ import select
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from service.admission import Ahead, FrontEnd, check
 from service.cpu_placement import Placement, pin_this_process
 from service.engine import (
     Arrival,
     BacklogError,
+    ClientGoneError,
     DeadlineUnmeetableError,
     EngineConfig,
     InferenceError,
     Job,
     QueueFullError,
     UnavailableError,
-    refuse_backlog,
-    refuse_below_exit_0,
 )
-from service.handoff_estimate import HandoffEstimate
+from service.front_costs import FrontEndCosts
 from service.pipe_writer import PipeWriter, grow_pipe, read_message
 from service.policy import Budget
 from service.profile import QUANTILES, LatencyProfile
@@ -91,9 +92,10 @@ class EngineProcess:
         self.placement = placement  # CPUs for this process and the child (service.cpu_placement); None: any
         self.clock = time.monotonic  # CLOCK_MONOTONIC: the same clock in both processes
         self.restart_policy = RestartPolicy(self.clock)  # back-off of restarts, and when the server is not alive
-        # measured here, travels to the child with each job; None: keep no room for the hand-off
+        # measured here by the request handlers, travels to the child with each job
         quantile = config.handoff_quantile
-        self._handoff = None if quantile is None else HandoffEstimate(QUANTILES[quantile])
+        self.front_costs = FrontEndCosts(None if quantile is None else QUANTILES[quantile], self.clock)
+        self._idle_since = 0.0  # when the last answer left the child with nothing else sent (cold after that)
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._pending: dict[int, asyncio.Future] = {}  # sent and not answered yet: queued or running in the child
@@ -171,52 +173,62 @@ class EngineProcess:
         finally:
             self._arriving -= 1
 
-    @property
-    def _handoff_now(self) -> float:
-        """The hand-off to plan for: the recent estimate while other requests keep the event loop busy;
-        none for a request alone on the server (its answer finds the loop idle), so that the estimate
-        of a burst that has just ended refuses nobody."""
-        return self.handoff_s if self._arriving > 1 or self._pending else 0.0
-
-    def admit(self, budget: Budget, received: float) -> None:
-        """The engine's admission rules, from what this process knows: the profile's mirror, the jobs sent
-        and not answered (queued or running in the child), the hand-off. Asked before decoding, so that
-        a refusal under overload costs no decode and no pipe round trip; the child decides again, with
-        its exact queue, on submit."""
-        if not self.config.reject_unmeetable:
-            return
-        refuse_below_exit_0(self.profile, budget, received)
-        deadline = budget.deadline
-        if deadline is not None:
-            ahead = sum(1 for urgency in self._urgency.values() if urgency <= deadline)
-            cfg = self.config
-            refuse_backlog(self.profile, cfg.quantile, cfg.max_batch_size, ahead, 0.0, self._handoff_now,
-                           self.clock(), received, deadline)  # fmt: skip
-
-    def observe_handoff(self, seconds: float) -> None:
-        """An answer reached its handler `seconds` after the child made it (pipe and event loop)."""
-        if self._handoff is not None:
-            self._handoff.observe(seconds)
+    def front(self) -> FrontEnd:
+        return self.front_costs.now()
 
     @property
     def handoff_s(self) -> float:
-        return 0.0 if self._handoff is None else self._handoff.seconds
+        """How long an answer takes from the child to its response: a lone one's (the event loop is idle
+        when it comes), or under load the recent figure, never less than a lone one's."""
+        front = self.front()
+        if self._arriving > 1 or self._pending:
+            return max(front.out_s, front.lone_out_s)
+        return front.lone_out_s
+
+    def admit(self, budget: Budget, received: float, in_front: int | None = None) -> None:
+        """The engine's admission rule (service.admission), from what this process knows: the profile's
+        mirror, the jobs sent and not answered (queued or running in the child: all counted as queued),
+        the other requests being read here. Asked before decoding, so that a refusal under overload costs
+        no decode and no pipe round trip; the child decides again, with its exact queue, on submit."""
+        if not self.config.reject_unmeetable or budget.deadline is None:
+            return
+        now, deadline = self.clock(), budget.deadline
+        queued = sum(1 for urgency in self._urgency.values() if urgency <= deadline)
+        idle = not self._pending and now - self._idle_since >= self.config.cold_after_s
+        others = max(0, self._arriving - 1) if in_front is None else in_front
+        ahead = Ahead(queued, 0.0, others, len(self._urgency) - queued, idle)
+        cfg = self.config
+        check(self.profile, cfg.quantile, cfg.max_batch_size, budget, received, now, ahead, self.front())
 
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         if self._closed or self.error is not None:
             raise UnavailableError("the server is shutting down" if self._closed else f"{self.error}")
         if len(self._pending) >= self.config.queue_limit:
             raise QueueFullError(f"{len(self._pending)} requests are already waiting")
-        handoff = self._handoff_now  # before this job counts as pending: alone, it plans for none
-        job_id = next(self._ids)
+        front = self.front()
+        if not self._pending and self._arriving <= 1:  # alone: its answer finds the event loop idle
+            front = dataclasses.replace(front, out_s=0.0)
+        job_id = job.wire_id = next(self._ids)
         self._pending[job_id] = job.future
         self._urgency[job_id] = job.budget.urgency
         tensor = job.tensor.float().contiguous()
         budget = job.budget
         header = {"kind": "job", "id": job_id, "shape": list(tensor.shape), "deadline": budget.deadline,
                   "max_mflops": budget.max_mflops, "min_confidence": budget.min_confidence, "received": job.received,
-                  "top_k": job.top_k, "handoff": handoff}  # fmt: skip
+                  "top_k": job.top_k, "front": dataclasses.astuple(front), "out_s": job.out_s}  # fmt: skip
         self._send(header, tensor.numpy().tobytes())
+
+    def cancel(self, job: Job) -> None:
+        """The client went away: fail its future here and tell the child to drop the job (from its queue,
+        or from its batch at the next exit)."""
+        if job.wire_id is None or self._pending.pop(job.wire_id, None) is None:
+            return
+        self._urgency.pop(job.wire_id, None)
+        if not job.future.done():
+            job.future.set_exception(ClientGoneError("the client disconnected"))
+        self._send({"kind": "cancel", "id": job.wire_id})
+        if not self._pending:
+            self._idle_since = self.clock()
 
     def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
         """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the
@@ -276,6 +288,8 @@ class EngineProcess:
             job_id, events = message[1], message[-1]
             self._urgency.pop(job_id, None)
             future = self._pending.pop(job_id, None)
+            if not self._pending:
+                self._idle_since = self.clock()
             if future is not None and not future.done():
                 if kind == "answer":
                     future.set_result(message[2])
@@ -514,7 +528,7 @@ def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no
         settings = service.settings
         runner, profile = load_model(settings, path, service.runner.device)
         _relay_profile(profile, events)
-        calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs)
+        calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs, idle=time.sleep)
         if not service.engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
             return f"the inference thread did not switch within {SWAP_TIMEOUT_S:.0f}s"
         service.adopt(path, runner, profile)
@@ -568,6 +582,10 @@ class _Reply:
     def done(self) -> bool:
         return self._done
 
+    def drop(self) -> None:
+        """Its client went away: nothing is to be sent for it."""
+        self._done = True
+
     def settle(self, answer: Any, error: BaseException | None) -> None:
         self._done = True
         if error is None:  # the parent labels it with its own copy of the runner
@@ -585,6 +603,7 @@ class _Intake:
         self._to_tensor = to_tensor  # (raw float32 bytes, shape) → tensor: torch is imported in the child only
         self._readable = select.poll()
         self._readable.register(fd, select.POLLIN)
+        self._replies: weakref.WeakValueDictionary[int, _Reply] = weakref.WeakValueDictionary()  # for cancel
 
     def drain(self) -> bool:
         """Every message that has arrived; False once no more jobs will come (stop, or the server is gone)."""
@@ -597,6 +616,11 @@ class _Intake:
             if message["kind"] == "job":
                 self._submit(message, data)
                 continue
+            if message["kind"] == "cancel":  # done without an answer: skipped in the queue, dropped from a batch
+                reply = self._replies.get(message["id"])
+                if reply is not None:
+                    reply.drop()
+                continue
             self.control.put(message)
             if message["kind"] == "stop":
                 return False
@@ -604,11 +628,12 @@ class _Intake:
 
     def _submit(self, message: dict, data: bytes) -> None:
         job_id = message["id"]
-        self.engine.handoff_from_parent = message["handoff"]  # how late answers reach their handlers lately
+        self.engine.front_from_parent = FrontEnd(*message["front"])  # the front end's costs, measured there
         tensor = self._to_tensor(data, message["shape"])
         budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
                         min_confidence=message["min_confidence"])  # fmt: skip
-        job = Job(tensor, budget, message["received"], _Reply(job_id, self.uplink), top_k=message["top_k"])
+        reply = self._replies[job_id] = _Reply(job_id, self.uplink)
+        job = Job(tensor, budget, message["received"], reply, top_k=message["top_k"], out_s=message.get("out_s"))
         try:
             self.engine.submit(job)
         except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:

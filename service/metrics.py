@@ -40,6 +40,8 @@ _SLACK_POSITIVE = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 SLACK_BUCKETS = (*(-v for v in reversed(_SLACK_POSITIVE)), 0.0, *_SLACK_POSITIVE)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1024)
 OUTCOMES = ("met", "missed", "rejected", "error")
+# the error codes of refusals (service.routes): a bounded label set
+REFUSAL_REASONS = ("budget_too_small", "overloaded", "queue_full", "unavailable")
 NO_EXIT = "none"
 
 
@@ -95,6 +97,14 @@ class Metrics:
             "elastic_engine_restarts",
             "Inference processes started to replace one that exited (ELASTIC_ENGINE=process)", registry=r,
         )  # fmt: skip
+        self.refusals = Counter(
+            "elastic_refusals", "Classification requests refused without an answer, by reason (the error code)",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.cancelled = Counter(
+            "elastic_cancelled", "Requests whose client disconnected before the answer (their work stopped)",
+            registry=r,
+        )  # fmt: skip
         # create every series up front so dashboards see zeros rather than gaps
         for k in range(num_exits):
             self.exit_latency.labels(exit=str(k))
@@ -103,6 +113,8 @@ class Metrics:
                 self.requests.labels(exit=str(k), outcome=outcome)
         for outcome in ("rejected", "error"):
             self.requests.labels(exit=NO_EXIT, outcome=outcome)
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(reason=reason)
 
     # -- engine observer hooks (called from the inference thread) -------------------------------
 
@@ -134,6 +146,14 @@ class Metrics:
     def outcome(self, outcome: str) -> None:
         """Count a request that got no classification: 'rejected' (admission) or 'error' (bad input, failure)."""
         self.safely(lambda: self.requests.labels(exit=NO_EXIT, outcome=outcome).inc())
+
+    def refused(self, reason: str) -> None:
+        """Count a refusal by its error code (one of REFUSAL_REASONS; anything else is counted as 'other')."""
+        label = reason if reason in REFUSAL_REASONS else "other"
+        self.safely(lambda: self.refusals.labels(reason=label).inc())
+
+    def client_gone(self) -> None:
+        self.safely(self.cancelled.inc)
 
     @contextmanager
     def tracking(self) -> Iterator[None]:

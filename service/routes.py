@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
@@ -20,10 +21,14 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from service.admission import idle_floor_s, way_out_s
+from service.arrival import arrival_of
 from service.bodies import read_limited
 from service.engine import (
+    Answer,
     Arrival,
     BacklogError,
+    ClientGoneError,
     DeadlineUnmeetableError,
     InferenceError,
     Job,
@@ -262,13 +267,16 @@ async def classify_raw(request: Request) -> ClassifyResponse:
 
 async def _serve(request: Request, raw: bool) -> ClassifyResponse:
     service: ServiceState = request.app.state.service  # not `Service`: no dependency to solve on the hot path
-    received = service.engine.clock()
+    handler_started = service.engine.clock()
+    received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
     # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
     with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
         try:
-            return await _classify(request, service, received, arrival, raw)
+            return await _classify(request, service, received, arrival, raw, handler_started)
         except ApiError as err:
             service.metrics.outcome(err.outcome)
+            if err.outcome == "rejected":
+                service.metrics.refused(err.code)
             raise
 
 
@@ -320,7 +328,7 @@ async def _read_raw_image(request: Request, max_bytes: int) -> bytes:
 
 
 async def _classify(
-    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool
+    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool, handler_started: float
 ) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
@@ -355,7 +363,11 @@ async def _classify(
     else:
         data, options = await _read_form_or_json(request, settings, context)
     budget_ms, budget = _budget(options, settings, received)
-    _admit(engine, budget, received, budget_ms, retry)  # before decoding: under overload a refusal must stay cheap
+    admitted = engine.clock()
+    # every request read counts, refused or not: refusals must not freeze what admission plans for
+    engine.front_costs.observe_intake(admitted - received, lone=service.alone())
+    in_front = service.others_in_front(fallback=service.in_flight - 1)
+    _admit(engine, budget, received, budget_ms, retry, in_front)  # before decoding: a refusal must stay cheap
     if raw:
         data = await _read_raw_image(request, settings.max_image_bytes)
     try:
@@ -368,9 +380,24 @@ async def _classify(
         raise ApiError(err.status, err.code, err.message) from None
 
     job = Job(tensor, budget, received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
+    # the answer waits for the loop to read the requests begun after this one: the engine plans for it
+    job.out_s = way_out_s(engine.front(), service.others_in_front(fallback=0), alone=service.alone())
+    engine.front_costs.observe_read(engine.clock() - handler_started)
+    stamp = arrival_of(request.scope)
+    if stamp.gone:  # the client left while it was read: no work for nobody
+        service.metrics.client_gone()
+        return Response(status_code=499)
+    forget = stamp.on_disconnect(lambda: engine.cancel(job))
     try:
         engine.submit(job, arrival)
-        answer = await job.future
+        service.submitted += 1
+        try:
+            answer = await job.future
+        finally:
+            service.submitted -= 1
+    except ClientGoneError:  # nobody to answer: its work stopped (engine.cancel)
+        service.metrics.client_gone()
+        return Response(status_code=499)
     except QueueFullError as err:
         detail = f"the server is at capacity: {err}"
         raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected") from None
@@ -380,12 +407,19 @@ async def _classify(
         raise _refusal(budget_ms, err, retry) from None
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
+    finally:
+        forget()
 
-    # how long the answer took from the engine to this handler: the engine keeps room for that before deadlines
-    engine.observe_handoff(engine.clock() - (job.received + answer.latency_s))
-    service.metrics.safely(lambda: service.metrics.answered(answer, budget))
     runner = answer.runner or runner  # the model that answered, even if a reload swapped it meanwhile
     classes = runner.classes
+    top_k = answer.top_k and [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k]
+    # the answer as the client gets it: latency from the request's first byte to its response, made now
+    engine.front_costs.observe_decode(answer.enqueued_at - admitted)  # decoded, and handed to the engine
+    engine_latency_s = answer.latency_s
+    answer = _as_sent(answer, budget, received, engine.clock())
+    # the engine keeps room before deadlines for how long answers take from its exit to here
+    engine.front_costs.observe_out(answer.latency_s - engine_latency_s, lone=service.alone())
+    service.metrics.safely(lambda: service.metrics.answered(answer, budget))
     return ClassifyResponse(
         label=classes[answer.class_id],
         class_id=answer.class_id,
@@ -400,15 +434,22 @@ async def _classify(
         budget_mflops=options.budget_mflops,
         budget_met=answer.budget_met,
         stopped_by=answer.reason.value,
-        top_k=None
-        if answer.top_k is None
-        else [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k],
+        top_k=top_k,
     )
 
 
-def _admit(engine: Any, budget: Budget, received: float, budget_ms: float | None, retry: dict[str, str]) -> None:
+def _as_sent(answer: Answer, budget: Budget, received: float, now: float) -> Answer:
+    """`answer` with its latency, budget and slack measured `now`, at the response, rather than at the
+    engine's exit: what the client gets."""
+    slack = None if budget.deadline is None else budget.deadline - now
+    return dataclasses.replace(answer, latency_s=now - received, budget_met=slack is None or slack >= 0, slack_s=slack)
+
+
+def _admit(
+    engine: Any, budget: Budget, received: float, budget_ms: float | None, retry: dict[str, str], in_front: int
+) -> None:
     try:
-        engine.admit(budget, received)
+        engine.admit(budget, received, in_front)
     except DeadlineUnmeetableError as err:  # BacklogError included
         raise _refusal(budget_ms, err, retry) from None
 
@@ -429,7 +470,8 @@ def _refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[
 async def model_info(service: Service) -> ModelInfo:
     runner, settings, profile = service.runner, service.settings, service.profile
     placement = getattr(service.engine, "placement", None)  # the process engine's CPUs, if pinned
-    snapshot = profile.snapshot()
+    snapshot, cold_snapshot = profile.snapshot(), profile.snapshot(cold=True)
+    front = service.engine.front()
     exits = []
     for k, meta in enumerate(runner.meta["exits"]):
         exits.append(
@@ -441,6 +483,7 @@ async def model_info(service: Service) -> ModelInfo:
                 params=int(meta["params"]),
                 accuracy=meta.get("accuracy"),
                 latency={b: LatencyStats(**s) for b, s in snapshot[k].items()},
+                cold_latency={b: LatencyStats(**s) for b, s in cold_snapshot[k].items()},
                 cumulative_p95_ms_batch1=round(profile.predict_path(k, 1, "p95") * 1e3, 4),
             )
         )
@@ -462,6 +505,9 @@ async def model_info(service: Service) -> ModelInfo:
             "max_budget_ms": settings.max_budget_ms,
             "response_margin_ms": settings.response_margin_ms,
             "handoff_ms": round(service.engine.handoff_s * 1e3, 4),
+            # what the front end costs around the engine, and the smallest budget an idle server meets
+            "front_end_ms": {name: round(value * 1e3, 4) for name, value in dataclasses.asdict(front).items()},
+            "idle_floor_ms": round(idle_floor_s(profile, front) * 1e3, 4),
             "cpu_placement": None if placement is None else placement.describe(),
             "profile_quantile": settings.profile_quantile,
             "reject_unmeetable": settings.reject_unmeetable,

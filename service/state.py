@@ -17,6 +17,7 @@ from PIL import Image
 
 from models.checkpoint import load_checkpoint
 from models.pretrained import default_checkpoint
+from service.arrival import open_requests
 from service.cpu_placement import plan_here
 from service.engine import Engine, EngineConfig
 from service.engine_process import EngineProcess
@@ -45,10 +46,22 @@ class ServiceState:
     # classify requests being handled and when the last one arrived (event-loop side only: no lock)
     in_flight: int = 0
     last_request: float = 0.0
+    submitted: int = 0  # of those, handed to the engine (and not answered yet)
 
     @property
     def model_name(self) -> str:
         return str(self.runner.meta["arch"]["name"])
+
+    def others_in_front(self, fallback: int) -> int:
+        """Other requests this process has begun reading and not handed to the engine yet (besides the one
+        asking, not submitted yet either); `fallback` without service.arrival's count."""
+        begun = open_requests()
+        return fallback if begun is None else max(0, begun - self.submitted - 1)
+
+    def alone(self) -> bool:
+        """Whether the request asking is the only one this process is reading or answering."""
+        begun = open_requests()
+        return self.in_flight == 1 if begun is None else begun <= 1
 
     @contextmanager
     def track_request(self) -> Iterator[None]:

@@ -25,6 +25,7 @@ from service.engine import (
     QueueFullError,
     UnavailableError,
 )
+from service.front_costs import SKIP_FIRST
 from service.policy import Budget, Reason
 from service.profile import LatencyProfile
 from service.runner import ModelRunner
@@ -469,7 +470,7 @@ def test_the_idle_floor_is_a_typical_cold_exit_0(checkpoint: Checkpoint) -> None
     engine.profile = profile
     refused = submit_now(engine, Budget(deadline=clock.now + 0.003))
     assert type(refused) is DeadlineUnmeetableError and "exit 0 takes 4.00 ms after an idle spell" in str(refused)
-    for _ in range(20):
+    for _ in range(SKIP_FIRST + 20):
         engine.front_costs.observe_intake(0.001, lone=True)
     refused = submit_now(engine, Budget(deadline=clock.now + 0.0045))
     assert type(refused) is DeadlineUnmeetableError and "typically needs 5.00 ms" in str(refused)
@@ -518,7 +519,7 @@ def test_the_engine_keeps_room_for_the_hand_off(checkpoint: Checkpoint) -> None:
     engine, clock, _ = make_engine(checkpoint)
     assert run(engine, [Budget(deadline=clock.now + 0.025)])[0].exit_index == 1
     engine, clock, _ = make_engine(checkpoint)
-    for _ in range(20):
+    for _ in range(SKIP_FIRST + 20):
         engine.front_costs.observe_out(0.008, lone=True)
     assert engine.handoff_s == pytest.approx(0.008) and engine.margin_s == pytest.approx(0.008)
     (answer,) = run(engine, [Budget(deadline=clock.now + 0.025)])
@@ -528,7 +529,7 @@ def test_the_engine_keeps_room_for_the_hand_off(checkpoint: Checkpoint) -> None:
 def test_admission_counts_the_hand_off_while_others_keep_the_loop_busy(checkpoint: Checkpoint) -> None:
     engine, clock, _ = make_engine(checkpoint, reject_unmeetable=True)
     t0 = clock.now
-    for _ in range(20):
+    for _ in range(SKIP_FIRST + 20):
         engine.front_costs.observe_out(0.008, lone=False)  # answers reach their responses 8 ms after exit 0 lately
     engine.admit(Budget(deadline=t0 + 0.015), t0)  # alone on the server: its answer finds the loop idle
     loop = asyncio.new_event_loop()

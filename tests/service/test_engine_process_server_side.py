@@ -11,6 +11,7 @@ import torch
 
 from service.engine import Answer, BacklogError, DeadlineUnmeetableError, EngineConfig, Job
 from service.engine_process import EngineProcess
+from service.front_costs import SKIP_FIRST
 from service.policy import Budget, Reason
 from service.profile import LatencyProfile
 
@@ -51,7 +52,7 @@ def test_jobs_sent_and_not_answered_count_as_a_backlog() -> None:
 def test_the_hand_off_counts_in_admission_while_others_keep_the_loop_busy() -> None:
     engine = make_engine(handoff_quantile="p50")
     now = engine.clock()
-    for _ in range(20):
+    for _ in range(SKIP_FIRST + 20):
         engine.front_costs.observe_out(0.008, lone=False)  # answers reach their responses 8 ms after exit 0 lately
     assert engine.handoff_s == 0.0  # alone: its answer finds the loop idle
     with engine.arriving():

@@ -1,10 +1,11 @@
-"""The front end's costs: lone requests kept apart over a long horizon, answers under load over the last second."""
+"""The front end's costs: lone requests kept apart over a long horizon, answers under load over the last
+second, and the first requests after start-up (one-time costs) left out."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.front_costs import LONE_HORIZON_S, FrontEndCosts
+from service.front_costs import LONE_HORIZON_S, SKIP_FIRST, FrontEndCosts
 
 
 class Clock:
@@ -15,32 +16,54 @@ class Clock:
         return self.now
 
 
-def test_lone_and_loaded_costs_are_kept_apart() -> None:
+def started(costs: FrontEndCosts) -> FrontEndCosts:
+    """Past the first requests after start-up, which are left out."""
+    for _ in range(SKIP_FIRST):
+        costs.observe_intake(1.0, lone=True)
+        costs.observe_decode(1.0)
+        costs.observe_out(1.0, lone=True)
+        costs.observe_out(1.0, lone=False)
+    return costs
+
+
+def test_the_first_requests_after_start_up_are_left_out() -> None:
     costs = FrontEndCosts(0.5, Clock())
+    for _ in range(SKIP_FIRST):  # the first reads after start-up pay one-time costs
+        costs.observe_intake(0.009, lone=True)
+    assert costs.now().lone_intake_s == 0.0
+    costs.observe_intake(0.0007, lone=True)
+    assert costs.now().lone_intake_s == pytest.approx(0.0007)
+
+
+def test_lone_and_loaded_costs_are_kept_apart() -> None:
+    costs = started(FrontEndCosts(0.5, Clock()))
     for _ in range(10):
         costs.observe_intake(0.001, lone=True)
         costs.observe_intake(0.009, lone=False)  # waited behind others: not what a lone request costs
+        costs.observe_decode(0.0005)
         costs.observe_out(0.0004, lone=True)
         costs.observe_out(0.003, lone=False)
     front = costs.now()
     assert front.lone_intake_s == pytest.approx(0.001)
+    assert front.decode_s == pytest.approx(0.0005)
     assert front.lone_out_s == pytest.approx(0.0004)
     assert front.out_s == pytest.approx(0.003)
 
 
 def test_a_burst_is_forgotten_within_a_second_lone_costs_are_kept_longer() -> None:
     clock = Clock()
-    costs = FrontEndCosts(0.5, clock)
+    costs = started(FrontEndCosts(0.5, clock))
+    clock.now = LONE_HORIZON_S + 1.0  # the start-up samples are gone
     costs.observe_out(0.003, lone=False)
     costs.observe_intake(0.001, lone=True)
-    clock.now = 2.0
+    clock.now += 2.0
     assert costs.now().out_s == 0.0
     assert costs.now().lone_intake_s == pytest.approx(0.001)  # sparse traffic brings few lone samples
-    clock.now = LONE_HORIZON_S + 1.0
+    clock.now += LONE_HORIZON_S
     assert costs.now().lone_intake_s == 0.0
 
 
 def test_no_room_for_answers_under_load_when_switched_off() -> None:
-    costs = FrontEndCosts(None, Clock())
+    costs = started(FrontEndCosts(None, Clock()))
     costs.observe_out(0.003, lone=False)
     assert costs.now().out_s == 0.0
