@@ -56,9 +56,9 @@ class FrontEnd:
     """The front end's costs around the engine, in seconds."""
 
     lone_intake_s: float = 0.0  # reading a request alone on the server, up to admission (typical)
-    decode_s: float = 0.0  # from admission into the engine's queue: decoded and handed over (typical)
+    decode_s: float = 0.0  # from admission to submission: the image decoded (typical)
     read_s: float = 0.0  # the event loop's own time to read, parse and decode one request (typical)
-    lone_out_s: float = 0.0  # a lone answer from the engine to its response being made (typical)
+    lone_out_s: float = 0.0  # a lone request handed to the engine and its answer back to its response (typical)
     out_s: float = 0.0  # the same, now: under load the event loop is busy with other requests
 
 
@@ -68,13 +68,20 @@ def idle_floor_s(profile: LatencyProfile, front: FrontEnd) -> float:
     return front.lone_intake_s + front.decode_s + profile.predict(0, 1, "p50", cold=True) + front.lone_out_s
 
 
+READS_BEFORE_AN_ANSWER = 2  # see service.state.ServiceState.reading
+
+
 def way_out_s(front: FrontEnd, others_in_front: int, alone: bool = False) -> float:
     """How long an answer will take from its exit to its response while `others_in_front` requests are
     still to be read: the event loop reads them before it gets to the answer (a burst read in one go
-    is handled one request after another), then the way out of a lone answer. Unless the request is
-    `alone` on the server, never below the recent figure under load."""
-    lone = front.lone_out_s + others_in_front * front.read_s
-    return lone if alone else max(front.out_s, lone)
+    is handled one request after another), then the way out of a lone answer. With none to read and
+    others on the server, the recent figure under load (it stands for what the loop does meanwhile; in
+    a burst it would count the reads twice)."""
+    if alone:
+        return front.lone_out_s
+    if others_in_front:  # one request is read at a time, and the answers that came meanwhile go out between two
+        return front.lone_out_s + min(others_in_front, READS_BEFORE_AN_ANSWER) * front.read_s
+    return max(front.out_s, front.lone_out_s)
 
 
 def check(

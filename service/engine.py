@@ -107,6 +107,7 @@ class Job:
     # how long its answer will take from its exit to its response, as the front end planned it when it was
     # submitted (service.admission.way_out_s); None: the engine's own estimate (`handoff_s`)
     out_s: float | None = None
+    coming: int = 0  # requests the front end was still reading when it submitted this one (a burst)
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -181,6 +182,8 @@ class Engine:
         self.front_from_parent: FrontEnd | None = None
         self._running = False  # inference thread: a batch is being run (written by it alone)
         self._batches = 0  # inference thread: batches started so far
+        # (requests the front end announced as on their way, the deadline of the job that announced them)
+        self._coming: tuple[int, float | None] = (0, None)
         self._idle_since = 0.0  # inference thread: when it last finished running something
         self._cold = False  # inference thread: the batch running now started cold
         self.ready = threading.Event()
@@ -262,6 +265,7 @@ class Engine:
             if self.config.reject_unmeetable:
                 self._admit(job.budget, job.received, announced=False)
             job.batch_mark = -1 if self._running else self._batches
+            self._coming = (job.coming, job.budget.deadline)
             job.seq = next(self._seq)
             job.enqueued = self.clock()
             heapq.heappush(self._heap, job)
@@ -664,13 +668,23 @@ class Engine:
 
     def _queue_allows(self, now: float, step_s: float) -> bool:
         """Whether the running batch may take `step_s` more without costing the most urgent queued request
-        its first exit (the next batch: the queue's head and up to max_batch_size - 1 behind it)."""
+        its first exit (the next batch: the queue's head and up to max_batch_size - 1 behind it). Requests
+        the front end announced as still being read (a burst arrives here one at a time) count as
+        queued, with the deadline of the job that announced them."""
         with self._lock:
-            if not self._heap:
+            coming, coming_deadline = self._coming
+            if coming and (coming_deadline is None or coming_deadline < now):
+                coming = 0  # no deadline to keep, or too late for this to matter: nothing to wait for
+            if self._heap:
+                head = self._heap[0]
+                deadline, margin = head.budget.deadline, self._margin_of(head)
+            elif coming:  # a burst the front end is still reading: taken to share the announcer's deadline
+                deadline, margin = coming_deadline, self.margin_s
+            else:
                 return True
-            deadline, waiting = self._heap[0].budget.deadline, min(len(self._heap), self.config.max_batch_size)
+            waiting = min(len(self._heap) + coming, self.config.max_batch_size)
         first_s = self.profile.predict(0, waiting, self.config.quantile)
-        return queue_allows(now, step_s, deadline, first_s, self.margin_s)
+        return queue_allows(now, step_s, deadline, first_s, margin)
 
     def _decide(
         self, k: int, job: Job, confidence: float | None, now: float, predicted_next_s: float, next_mflops: float

@@ -215,7 +215,8 @@ class EngineProcess:
         budget = job.budget
         header = {"kind": "job", "id": job_id, "shape": list(tensor.shape), "deadline": budget.deadline,
                   "max_mflops": budget.max_mflops, "min_confidence": budget.min_confidence, "received": job.received,
-                  "top_k": job.top_k, "front": dataclasses.astuple(front), "out_s": job.out_s}  # fmt: skip
+                  "top_k": job.top_k, "front": dataclasses.astuple(front), "out_s": job.out_s,
+                  "coming": job.coming}  # fmt: skip
         self._send(header, tensor.numpy().tobytes())
 
     def cancel(self, job: Job) -> None:
@@ -633,7 +634,8 @@ class _Intake:
         budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
                         min_confidence=message["min_confidence"])  # fmt: skip
         reply = self._replies[job_id] = _Reply(job_id, self.uplink)
-        job = Job(tensor, budget, message["received"], reply, top_k=message["top_k"], out_s=message.get("out_s"))
+        job = Job(tensor, budget, message["received"], reply, top_k=message["top_k"], out_s=message.get("out_s"),
+                  coming=message.get("coming", 0))  # fmt: skip
         try:
             self.engine.submit(job)
         except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:

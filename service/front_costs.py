@@ -1,7 +1,7 @@
 """What the front end costs around the engine, measured by the request handlers: how long a lone request
-takes to be read (up to admission), how long any request takes from admission into the engine's
-queue (the image decoded, and handed over: with the process engine a pipe and a wake-up), and how
-long an answer takes from the engine to its response.
+takes to be read (up to admission), how long any request takes from admission to its submission
+(the image decoded), and how long an answer takes from the engine to its response (for a lone
+request with the way in added: with the process engine a pipe and a wake-up each way).
 
 Admission needs both. A budget covers the whole request, from its first byte in to its last byte out;
 the engine's exits are only the middle of it. Lone requests (nothing else in the front end) are kept
@@ -62,13 +62,14 @@ class FrontEndCosts:
         self.read.observe(seconds)
 
     def observe_decode(self, seconds: float) -> None:
-        """A request went from admission into the engine's queue (decoded and handed over) in `seconds`."""
+        """A request went from admission to its submission (its image decoded) in `seconds`."""
         self.decode.observe(seconds)
 
-    def observe_out(self, seconds: float, lone: bool) -> None:
-        """An answer took `seconds` from the engine to its response."""
+    def observe_out(self, seconds: float, lone: bool, handed_in_s: float = 0.0) -> None:
+        """An answer took `seconds` from the engine to its response; a lone request also took `handed_in_s`
+        from its submission into the engine's queue (counted with its way out: both are the hand-over)."""
         if lone:
-            self.lone_out.observe(seconds)
+            self.lone_out.observe(seconds + handed_in_s)
         elif self.out is not None:
             self.out.observe(seconds)
 

@@ -267,12 +267,11 @@ async def classify_raw(request: Request) -> ClassifyResponse:
 
 async def _serve(request: Request, raw: bool) -> ClassifyResponse:
     service: ServiceState = request.app.state.service  # not `Service`: no dependency to solve on the hot path
-    handler_started = service.engine.clock()
     received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
     # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
     with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
         try:
-            return await _classify(request, service, received, arrival, raw, handler_started)
+            return await _classify(request, service, received, arrival, raw)
         except ApiError as err:
             service.metrics.outcome(err.outcome)
             if err.outcome == "rejected":
@@ -290,8 +289,8 @@ def _budget(options: ClassifyOptions, settings: Any, received: float) -> tuple[f
     return budget_ms, budget
 
 
-async def _read_form_or_json(request: Request, settings: Any, context: dict[str, Any]) -> tuple[bytes, ClassifyOptions]:
-    """/v1/classify: the image and the options from a multipart form or a JSON body."""
+async def _read_form_or_json(request: Request, settings: Any) -> bytes:
+    """/v1/classify: the body of a multipart form or a JSON request, read from the network."""
     media_type = _media_type(request)
     if media_type not in ("multipart/form-data", "application/json"):
         raise ApiError(
@@ -301,8 +300,14 @@ async def _read_form_or_json(request: Request, settings: Any, context: dict[str,
             "'image' file, or application/json with 'image' as base64 (raw image bytes: /v1/classify/raw)",
         )
     _check_content_length(request, settings.max_body_bytes)
-    body = await _read_body(request, settings.max_body_bytes)
-    if media_type == "application/json":  # json + base64 of megabytes: keep it off the event loop
+    return await _read_body(request, settings.max_body_bytes)
+
+
+async def _parse_form_or_json(
+    request: Request, body: bytes, settings: Any, context: dict[str, Any]
+) -> tuple[bytes, ClassifyOptions]:
+    """/v1/classify: the image and the options from the body of a multipart form or a JSON request."""
+    if _media_type(request) == "application/json":  # json + base64 of megabytes: keep it off the event loop
         return await anyio.to_thread.run_sync(_parse_json, body, context, settings.max_image_bytes)
     return await _parse_multipart(request, body, context, settings.max_image_bytes)
 
@@ -328,7 +333,7 @@ async def _read_raw_image(request: Request, max_bytes: int) -> bytes:
 
 
 async def _classify(
-    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool, handler_started: float
+    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool
 ) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
@@ -357,44 +362,27 @@ async def _classify(
         "max_budget_mflops": settings.max_budget_mflops,
         "num_classes": len(runner.classes),
     }
+    intake = _Intake(service, request, received, retry)
     if raw:  # the options come first, so a budget that cannot be met is refused before the body is read
         _check_raw_media_type(request)
         options = _query_options(request, context)
-    else:
-        data, options = await _read_form_or_json(request, settings, context)
-    budget_ms, budget = _budget(options, settings, received)
-    admitted = engine.clock()
-    # every request read counts, refused or not: refusals must not freeze what admission plans for
-    engine.front_costs.observe_intake(admitted - received, lone=service.alone())
-    in_front = service.others_in_front(fallback=service.in_flight - 1)
-    _admit(engine, budget, received, budget_ms, retry, in_front)  # before decoding: a refusal must stay cheap
-    if raw:
+        budget_ms, budget = intake.admit(options)
         data = await _read_raw_image(request, settings.max_image_bytes)
-    try:
-        image = service.open(data)  # the header alone: format and pixel limits
-        if image.width * image.height <= INLINE_DECODE_PIXELS:
-            tensor = service.prepare(image)
-        else:
-            tensor = await anyio.to_thread.run_sync(service.prepare, image, limiter=service.decode_limiter)
-    except ImageError as err:
-        raise ApiError(err.status, err.code, err.message) from None
-
-    job = Job(tensor, budget, received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
-    # the answer waits for the loop to read the requests begun after this one: the engine plans for it
-    job.out_s = way_out_s(engine.front(), service.others_in_front(fallback=0), alone=service.alone())
-    engine.front_costs.observe_read(engine.clock() - handler_started)
-    stamp = arrival_of(request.scope)
-    if stamp.gone:  # the client left while it was read: no work for nobody
+        async with service.reading():
+            job = await intake.submit(data, budget, options, arrival)
+    else:
+        body = await _read_form_or_json(request, settings)
+        async with service.reading():  # one request's parsing and decoding at a time: see ServiceState.reading
+            data, options = await _parse_form_or_json(request, body, settings, context)
+            budget_ms, budget = intake.admit(options)
+            job = await intake.submit(data, budget, options, arrival)
+    if job is None:  # the client left while it was read: no work for nobody
         service.metrics.client_gone()
         return Response(status_code=499)
-    forget = stamp.on_disconnect(lambda: engine.cancel(job))
+    forget = arrival_of(request.scope).on_disconnect(lambda: engine.cancel(job))
+    service.submitted += 1
     try:
-        engine.submit(job, arrival)
-        service.submitted += 1
-        try:
-            answer = await job.future
-        finally:
-            service.submitted -= 1
+        answer = await job.future
     except ClientGoneError:  # nobody to answer: its work stopped (engine.cancel)
         service.metrics.client_gone()
         return Response(status_code=499)
@@ -409,16 +397,19 @@ async def _classify(
         raise ApiError(500, "inference_failed", str(err)) from None
     finally:
         forget()
+        service.submitted -= 1
 
     runner = answer.runner or runner  # the model that answered, even if a reload swapped it meanwhile
     classes = runner.classes
     top_k = answer.top_k and [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k]
     # the answer as the client gets it: latency from the request's first byte to its response, made now
-    engine.front_costs.observe_decode(answer.enqueued_at - admitted)  # decoded, and handed to the engine
     engine_latency_s = answer.latency_s
     answer = _as_sent(answer, budget, received, engine.clock())
     # the engine keeps room before deadlines for how long answers take from its exit to here
-    engine.front_costs.observe_out(answer.latency_s - engine_latency_s, lone=service.alone())
+    # the way out, and for a lone request the way in too (a pipe and a wake-up with the process engine)
+    handed_in = max(0.0, answer.enqueued_at - intake.submitted)
+    lone = intake.lone and service.alone()
+    engine.front_costs.observe_out(answer.latency_s - engine_latency_s, lone=lone, handed_in_s=handed_in)
     service.metrics.safely(lambda: service.metrics.answered(answer, budget))
     return ClassifyResponse(
         label=classes[answer.class_id],
@@ -436,6 +427,60 @@ async def _classify(
         stopped_by=answer.reason.value,
         top_k=top_k,
     )
+
+
+class _Intake:
+    """One classify request on its way in: its admission, then its image decoded and submitted. It times
+    each part for the front end's costs (service.front_costs), which admission and the engine plan with."""
+
+    def __init__(self, service: ServiceState, request: Request, received: float, retry: dict[str, str]) -> None:
+        self.service, self.request, self.received, self.retry = service, request, received, retry
+        self.admitted = self.submitted = 0.0
+        self.lone = service.alone()  # nothing else in this process when it began: its costs are a lone one's
+
+    def admit(self, options: ClassifyOptions) -> tuple[float | None, Budget]:
+        """The request's budget, or ApiError (422 / 503) when admission refuses it."""
+        service, engine = self.service, self.service.engine
+        budget_ms, budget = _budget(options, service.settings, self.received)
+        self.admitted = engine.clock()
+        # every request read counts, refused or not: refusals must not freeze what admission plans for
+        self.lone = self.lone and service.alone()
+        engine.front_costs.observe_intake(self.admitted - self.received, lone=self.lone)
+        in_front = service.others_in_front(fallback=service.in_flight - 1)
+        _admit(engine, budget, self.received, budget_ms, self.retry, in_front)  # before decoding: refusals stay cheap
+        return budget_ms, budget
+
+    async def submit(self, data: bytes, budget: Budget, options: ClassifyOptions, arrival: Arrival) -> Job | None:
+        """Decode the image and hand the job to the engine; None if the client has left meanwhile."""
+        service, engine = self.service, self.service.engine
+        started = engine.clock()
+        try:
+            image = service.open(data)  # the header alone: format and pixel limits
+            if image.width * image.height <= INLINE_DECODE_PIXELS:
+                tensor = service.prepare(image)
+            else:
+                tensor = await anyio.to_thread.run_sync(service.prepare, image, limiter=service.decode_limiter)
+        except ImageError as err:
+            raise ApiError(err.status, err.code, err.message) from None
+        if arrival_of(self.request.scope).gone:
+            return None
+        job = Job(tensor, budget, self.received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
+        # its answer waits for the loop to read the requests begun after it: the engine plans for that
+        job.coming = service.others_in_front(fallback=0)
+        job.out_s = way_out_s(engine.front(), job.coming, alone=service.alone())
+        try:
+            engine.submit(job, arrival)
+        except QueueFullError as err:
+            raise ApiError(503, "queue_full", f"the server is at capacity: {err}", headers=self.retry,
+                           outcome="rejected") from None  # fmt: skip
+        except UnavailableError as err:
+            raise ApiError(503, "unavailable", str(err), headers=self.retry, outcome="rejected") from None
+        except DeadlineUnmeetableError as err:  # BacklogError included
+            raise _refusal(None if budget.deadline is None else 1e3 * (budget.deadline - self.received), err,
+                           self.retry) from None  # fmt: skip
+        self.submitted = engine.clock()
+        engine.front_costs.observe_decode(self.submitted - (self.admitted or started))
+        return job
 
 
 def _as_sent(answer: Answer, budget: Budget, received: float, now: float) -> Answer:
