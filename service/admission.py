@@ -74,14 +74,13 @@ READS_BEFORE_AN_ANSWER = 2  # see service.state.ServiceState.reading
 def way_out_s(front: FrontEnd, others_in_front: int, alone: bool = False) -> float:
     """How long an answer will take from its exit to its response while `others_in_front` requests are
     still to be read: the event loop reads them before it gets to the answer (a burst read in one go
-    is handled one request after another), then the way out of a lone answer. With none to read and
-    others on the server, the recent figure under load (it stands for what the loop does meanwhile; in
-    a burst it would count the reads twice)."""
+    is handled one request after another), then the way out of a lone answer; never below the recent
+    figure under load unless the request is `alone` on the server."""
     if alone:
         return front.lone_out_s
-    if others_in_front:  # one request is read at a time, and the answers that came meanwhile go out between two
-        return front.lone_out_s + min(others_in_front, READS_BEFORE_AN_ANSWER) * front.read_s
-    return max(front.out_s, front.lone_out_s)
+    # one request is read at a time, and the answers that came meanwhile go out between two reads
+    reading = min(others_in_front, READS_BEFORE_AN_ANSWER) * front.read_s
+    return max(front.out_s, front.lone_out_s + reading)
 
 
 def check(

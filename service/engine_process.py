@@ -154,6 +154,10 @@ class EngineProcess:
         writer = PipeWriter(os.dup(to_child.fileno()), name="elastic-engine-pipe")  # owns its copy
         to_child.close()
         self._loop.add_reader(self._reader.fileno(), self._receive)
+        # uvloop makes the fd non-blocking; a message larger than the pipe holds (the events of a
+        # calibration) would then be read in part, and the rest lost: readable means a message has begun,
+        # and the child writes the rest of it at once
+        os.set_blocking(self._reader.fileno(), True)
         return writer
 
     @property

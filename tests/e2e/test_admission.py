@@ -45,7 +45,7 @@ def test_a_budget_below_exit_0_is_refused_with_422(client: httpx.Client) -> None
     response = post(client, budget_ms="0.001")
     assert response.status_code == 422
     body = response.json()
-    assert body["error"] == "budget_too_small" and "first exit typically needs about" in body["detail"]
+    assert body["error"] == "budget_too_small" and "an idle server typically needs" in body["detail"]
 
 
 def test_full_queue_rejects_with_503_and_retry_after(client: httpx.Client) -> None:

@@ -3,6 +3,8 @@ makes the first exit late (and the detail names that work), otherwise taken."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check, idle_floor_s, way_out_s
@@ -69,15 +71,18 @@ def test_work_ahead_that_leaves_room_refuses_nobody(profile: LatencyProfile) -> 
 
 def test_an_idle_engine_predicts_the_first_exit_cold(profile: LatencyProfile) -> None:
     # another request is being read, so the rule is checked; the engine is idle, so exit 0 runs cold (6 ms tail)
-    admit(profile, 0.0065, Ahead(others_in_front=1, idle=False))
-    with pytest.raises(BacklogError, match=r"its own first exit need 6\.2 ms, and the answer 0\.7 ms"):
-        admit(profile, 0.0065, Ahead(others_in_front=1, idle=True))
+    admit(profile, 0.0075, Ahead(others_in_front=1, idle=False))
+    with pytest.raises(BacklogError, match=r"its own first exit need 6\.2 ms, and the answer 2\.0 ms"):
+        admit(profile, 0.0075, Ahead(others_in_front=1, idle=True))
 
 
 def test_an_answer_waits_for_the_requests_still_to_be_read() -> None:
     # a burst read in one go: one request is read at a time, and the answers that came meanwhile go out
     # between two, so an answer waits for at most the reads of two others
+    quiet = dataclasses.replace(FRONT, out_s=0.0)
+    assert way_out_s(quiet, 0, alone=True) == pytest.approx(0.0003)
+    assert way_out_s(quiet, 1) == pytest.approx(0.0003 + 0.0004)
+    assert way_out_s(quiet, 10) == pytest.approx(0.0003 + 2 * 0.0004)
+    # others on the server: never below the recent figure under load; alone: a lone answer's way out
+    assert way_out_s(FRONT, 1) == pytest.approx(0.002)
     assert way_out_s(FRONT, 0, alone=True) == pytest.approx(0.0003)
-    assert way_out_s(FRONT, 1) == pytest.approx(0.0003 + 0.0004)
-    assert way_out_s(FRONT, 10) == pytest.approx(0.0003 + 2 * 0.0004)
-    assert way_out_s(FRONT, 0) == pytest.approx(0.002)  # others on the server: the recent figure under load
