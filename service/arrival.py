@@ -44,6 +44,7 @@ class ArrivalStamp:
     engine's clock), and what to call if its connection is lost before the response is complete."""
 
     first_byte: float
+    complete: float | None = None  # when its last byte was read (None: not yet, or not known)
     gone: bool = False
     _on_gone: list[Callable[[], None]] = field(default_factory=list)
 
@@ -107,6 +108,8 @@ class ArrivalProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        if self._arrival is not None:
+            self._arrival.complete = time.monotonic()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

@@ -675,6 +675,8 @@ class Engine:
             coming, coming_deadline = self._coming
             if coming and (coming_deadline is None or coming_deadline < now):
                 coming = 0  # no deadline to keep, or too late for this to matter: nothing to wait for
+            if coming >= self.config.max_batch_size:  # more on their way than a batch holds: breadth first
+                return False
             if self._heap:
                 head = self._heap[0]
                 deadline, margin = head.budget.deadline, self._margin_of(head)

@@ -24,6 +24,7 @@ from service.handoff_estimate import HandoffEstimate
 
 LONE_HORIZON_S = 120.0
 SKIP_FIRST = 8
+OUT_TAIL = 0.9
 TYPICAL = 0.25  # the quantile of the typical costs: the idle floor errs towards taking a request, not refusing it
 
 
@@ -53,9 +54,10 @@ class FrontEndCosts:
         self.read = _Estimate(0.5, clock, LONE_HORIZON_S)
         self.lone_out = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
         self.out = None if out_quantile is None else _Estimate(out_quantile, clock, 1.0)
+        self.out_tail = None if out_quantile is None else _Estimate(OUT_TAIL, clock, 1.0)  # what deeper exits plan for
 
     def observe_intake(self, seconds: float, lone: bool) -> None:
-        """A request was read (first byte to admission) in `seconds`."""
+        """The server took `seconds` to read a request (from its last byte in, when known, to admission)."""
         if lone:
             self.lone_intake.observe(seconds)
 
@@ -73,8 +75,9 @@ class FrontEndCosts:
         from its submission into the engine's queue (counted with its way out: both are the hand-over)."""
         if lone:
             self.lone_out.observe(seconds + handed_in_s)
-        elif self.out is not None:
+        elif self.out is not None and self.out_tail is not None:
             self.out.observe(seconds)
+            self.out_tail.observe(seconds)
 
     def now(self) -> FrontEnd:
         return FrontEnd(
@@ -83,4 +86,5 @@ class FrontEndCosts:
             read_s=self.read.seconds,
             lone_out_s=self.lone_out.seconds,
             out_s=0.0 if self.out is None else self.out.seconds,
+            out_tail_s=0.0 if self.out_tail is None else self.out_tail.seconds,
         )

@@ -58,6 +58,9 @@ RAW_MEDIA_TYPES = frozenset(
     {"application/octet-stream", "image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff"}
 )
 INLINE_DECODE_PIXELS = 128 * 128  # images up to this size are decoded on the event loop
+# an answer needs two turns of the event loop (its pipe read, then its handler), each as long as the one
+# that a request waits for its handler to run
+LOOP_TURNS = 2
 _ASCII_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
@@ -268,10 +271,11 @@ async def classify_raw(request: Request) -> ClassifyResponse:
 async def _serve(request: Request, raw: bool) -> ClassifyResponse:
     service: ServiceState = request.app.state.service  # not `Service`: no dependency to solve on the hot path
     received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
+    lag_s = service.engine.clock() - received
     # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
     with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
         try:
-            return await _classify(request, service, received, arrival, raw)
+            return await _classify(request, service, received, arrival, raw, lag_s)
         except ApiError as err:
             service.metrics.outcome(err.outcome)
             if err.outcome == "rejected":
@@ -333,7 +337,7 @@ async def _read_raw_image(request: Request, max_bytes: int) -> bytes:
 
 
 async def _classify(
-    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool
+    request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool, lag_s: float
 ) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
     retry = {"Retry-After": str(settings.retry_after_s)}
@@ -362,7 +366,7 @@ async def _classify(
         "max_budget_mflops": settings.max_budget_mflops,
         "num_classes": len(runner.classes),
     }
-    intake = _Intake(service, request, received, retry)
+    intake = _Intake(service, request, received, retry, lag_s)
     if raw:  # the options come first, so a budget that cannot be met is refused before the body is read
         _check_raw_media_type(request)
         options = _query_options(request, context)
@@ -433,8 +437,11 @@ class _Intake:
     """One classify request on its way in: its admission, then its image decoded and submitted. It times
     each part for the front end's costs (service.front_costs), which admission and the engine plan with."""
 
-    def __init__(self, service: ServiceState, request: Request, received: float, retry: dict[str, str]) -> None:
+    def __init__(
+        self, service: ServiceState, request: Request, received: float, retry: dict[str, str], lag_s: float
+    ) -> None:
         self.service, self.request, self.received, self.retry = service, request, received, retry
+        self.lag_s = lag_s  # how long it waited from its first byte for its handler to run
         self.admitted = self.submitted = 0.0
         self.lone = service.alone()  # nothing else in this process when it began: its costs are a lone one's
 
@@ -445,7 +452,11 @@ class _Intake:
         self.admitted = engine.clock()
         # every request read counts, refused or not: refusals must not freeze what admission plans for
         self.lone = self.lone and service.alone()
-        engine.front_costs.observe_intake(self.admitted - self.received, lone=self.lone)
+        # the server's own part: from the last byte in (a client may send its body tens of ms after its
+        # headers: Nagle's algorithm against a delayed ACK), which its budget still counts
+        complete = arrival_of(self.request.scope).complete
+        read_from = self.received if complete is None else max(self.received, min(complete, self.admitted))
+        engine.front_costs.observe_intake(self.admitted - read_from, lone=self.lone)
         in_front = service.others_in_front(fallback=service.in_flight - 1)
         _admit(engine, budget, self.received, budget_ms, self.retry, in_front)  # before decoding: refusals stay cheap
         return budget_ms, budget
@@ -467,7 +478,10 @@ class _Intake:
         job = Job(tensor, budget, self.received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
         # its answer waits for the loop to read the requests begun after it: the engine plans for that
         job.coming = service.others_in_front(fallback=0)
-        job.out_s = way_out_s(engine.front(), job.coming, alone=service.alone())
+        # and never below two turns of the loop that kept its handler waiting: its answer waits on the same loop
+        front, alone = engine.front(), service.alone()
+        tail = 0.0 if alone else front.out_tail_s
+        job.out_s = max(way_out_s(front, job.coming, alone), LOOP_TURNS * self.lag_s, tail)
         try:
             engine.submit(job, arrival)
         except QueueFullError as err:

@@ -37,12 +37,13 @@ def test_no_deadline_is_never_refused(profile: LatencyProfile) -> None:
     check(profile, "p99", 8, Budget(), NOW, NOW, Ahead(queued=10_000), FRONT)
 
 
-def test_the_idle_floor_is_intake_plus_a_typical_cold_exit_0_plus_the_way_out(profile: LatencyProfile) -> None:
-    assert idle_floor_s(profile, FRONT) == pytest.approx(0.0028)
-    with pytest.raises(DeadlineUnmeetableError, match=r"typically needs 2\.80 ms") as refused:
-        admit(profile, 0.0027)
+def test_the_idle_floor_is_decoding_a_typical_cold_exit_0_and_the_hand_over(profile: LatencyProfile) -> None:
+    # reading the request is left out: a loaded loop or a slow client shows there first, not the budget
+    assert idle_floor_s(profile, FRONT) == pytest.approx(0.0025)
+    with pytest.raises(DeadlineUnmeetableError, match=r"typically needs 2\.50 ms") as refused:
+        admit(profile, 0.0024)
     assert type(refused.value) is DeadlineUnmeetableError  # 422, not overload
-    admit(profile, 0.0029)  # above the floor, below the cold tail (6 ms): an idle server takes it
+    admit(profile, 0.0026)  # above the floor, below the cold tail (6 ms): an idle server takes it
 
 
 def test_an_idle_server_takes_a_request_whose_own_intake_was_slow(profile: LatencyProfile) -> None:

@@ -21,7 +21,7 @@ ENV = {"ELASTIC_TORCH_THREADS": "1", "ELASTIC_WARMUP_RUNS": "0", "ELASTIC_CALIBR
 
 def job(job_id: int) -> dict:
     return {"kind": "job", "id": job_id, "shape": [3, 32, 32], "deadline": None, "max_mflops": None,
-            "min_confidence": None, "received": 0.0, "top_k": None, "front": [0.0, 0.0, 0.0, 0.0, 0.0]}  # fmt: skip
+            "min_confidence": None, "received": 0.0, "top_k": None, "front": [0.0] * 6}  # fmt: skip
 
 
 @pytest.fixture
