@@ -308,11 +308,13 @@ async def _read_form_or_json(request: Request, settings: Any) -> bytes:
 
 
 async def _parse_form_or_json(
-    request: Request, body: bytes, settings: Any, context: dict[str, Any]
+    request: Request, body: bytes, service: ServiceState, context: dict[str, Any]
 ) -> tuple[bytes, ClassifyOptions]:
     """/v1/classify: the image and the options from the body of a multipart form or a JSON request."""
+    settings = service.settings
     if _media_type(request) == "application/json":  # json + base64 of megabytes: keep it off the event loop
-        return await anyio.to_thread.run_sync(_parse_json, body, context, settings.max_image_bytes)
+        async with service.off_the_loop():
+            return await anyio.to_thread.run_sync(_parse_json, body, context, settings.max_image_bytes)
     return await _parse_multipart(request, body, context, settings.max_image_bytes)
 
 
@@ -377,7 +379,7 @@ async def _classify(
     else:
         body = await _read_form_or_json(request, settings)
         async with service.reading():  # one request's parsing and decoding at a time: see ServiceState.reading
-            data, options = await _parse_form_or_json(request, body, settings, context)
+            data, options = await _parse_form_or_json(request, body, service, context)
             budget_ms, budget = intake.admit(options)
             job = await intake.submit(data, budget, options, arrival)
     if job is None:  # the client left while it was read: no work for nobody
@@ -470,7 +472,8 @@ class _Intake:
             if image.width * image.height <= INLINE_DECODE_PIXELS:
                 tensor = service.prepare(image)
             else:
-                tensor = await anyio.to_thread.run_sync(service.prepare, image, limiter=service.decode_limiter)
+                async with service.off_the_loop():
+                    tensor = await anyio.to_thread.run_sync(service.prepare, image, limiter=service.decode_limiter)
         except ImageError as err:
             raise ApiError(err.status, err.code, err.message) from None
         if arrival_of(self.request.scope).gone:

@@ -49,6 +49,7 @@ class ServiceState:
     last_request: float = 0.0
     submitted: int = 0  # of those, handed to the engine (and not answered yet)
     _reading: asyncio.Lock | None = field(default=None, repr=False)  # see `reading`
+    _reader: asyncio.Task | None = field(default=None, repr=False)  # the request holding it
 
     @property
     def model_name(self) -> str:
@@ -78,11 +79,28 @@ class ServiceState:
         if self._reading is None:
             self._reading = asyncio.Lock()
         async with self._reading:
-            started = time.monotonic()
+            started, self._reader = time.monotonic(), asyncio.current_task()
             try:
                 yield
             finally:
+                self._reader = None
                 self.engine.front_costs.observe_read(time.monotonic() - started)
+
+    @asynccontextmanager
+    async def off_the_loop(self) -> AsyncIterator[None]:
+        """Let others read while this request waits for a worker thread (a large image decoding): the
+        turn taken by `reading`, if this task holds it, is given back for the block and taken again after."""
+        lock = self._reading
+        if lock is None or self._reader is not asyncio.current_task():
+            yield
+            return
+        self._reader = None
+        lock.release()
+        try:
+            yield
+        finally:
+            await lock.acquire()
+            self._reader = asyncio.current_task()
 
     @contextmanager
     def track_request(self) -> Iterator[None]:
