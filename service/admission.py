@@ -58,6 +58,7 @@ class FrontEnd:
 
     lone_intake_s: float = 0.0  # reading a request alone on the server, up to admission (typical)
     decode_s: float = 0.0  # from admission to submission: the image decoded (typical)
+    lone_decode_s: float = 0.0  # the same for a request alone on the server (the idle floor's)
     read_s: float = 0.0  # the event loop's own time to read, parse and decode one request (typical)
     lone_out_s: float = 0.0  # a lone request handed to the engine and its answer back to its response (typical)
     out_s: float = 0.0  # the same, now: under load the event loop is busy with other requests
@@ -69,7 +70,7 @@ def idle_floor_s(profile: LatencyProfile, front: FrontEnd) -> float:
     exit 0 run cold, the hand-over both ways, each typical. Below it no retry helps (422); above it an
     idle server takes the request. The reading itself is left out: it is where a loaded event loop or a
     slow client shows first, and neither is the budget's fault."""
-    return front.decode_s + profile.predict(0, 1, "p50", cold=True) + front.lone_out_s
+    return front.lone_decode_s + profile.predict(0, 1, "p50", cold=True) + front.lone_out_s
 
 
 READS_BEFORE_AN_ANSWER = 2  # see service.state.ServiceState.reading
@@ -103,11 +104,12 @@ def check(
     if deadline is None:
         return
     floor = idle_floor_s(profile, front)
+    hand_over = front.lone_decode_s + front.lone_out_s
     if received + floor > deadline:
         raise DeadlineUnmeetableError(
             f"an idle server typically needs {1e3 * floor:.2f} ms for a first answer once it has read the "
             f"request: exit 0 takes {1e3 * profile.predict(0, 1, 'p50', cold=True):.2f} ms after an idle spell, "
-            f"and decoding the image and handing it over and back {1e3 * (front.decode_s + front.lone_out_s):.2f} ms"
+            f"and decoding the image and handing it over and back {1e3 * hand_over:.2f} ms"
         )
     if not ahead.any:  # above the idle floor with nothing ahead: served, whatever its own intake took
         return

@@ -51,6 +51,7 @@ class FrontEndCosts:
     def __init__(self, out_quantile: float | None = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         self.lone_intake = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
         self.decode = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
+        self.lone_decode = _Estimate(TYPICAL, clock, LONE_HORIZON_S)  # the idle floor's: load slows decoding
         self.read = _Estimate(0.5, clock, LONE_HORIZON_S)
         self.lone_out = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
         self.out = None if out_quantile is None else _Estimate(out_quantile, clock, 1.0)
@@ -66,9 +67,11 @@ class FrontEndCosts:
         its submission: in a burst the body is there already, so nothing else runs in between)."""
         self.read.observe(seconds)
 
-    def observe_decode(self, seconds: float) -> None:
+    def observe_decode(self, seconds: float, lone: bool = False) -> None:
         """A request went from admission to its submission (its image decoded) in `seconds`."""
         self.decode.observe(seconds)
+        if lone:
+            self.lone_decode.observe(seconds)
 
     def observe_out(self, seconds: float, lone: bool, handed_in_s: float = 0.0) -> None:
         """An answer took `seconds` from the engine to its response; a lone request also took `handed_in_s`
@@ -83,6 +86,7 @@ class FrontEndCosts:
         return FrontEnd(
             lone_intake_s=self.lone_intake.seconds,
             decode_s=self.decode.seconds,
+            lone_decode_s=self.lone_decode.seconds,
             read_s=self.read.seconds,
             lone_out_s=self.lone_out.seconds,
             out_s=0.0 if self.out is None else self.out.seconds,

@@ -496,7 +496,7 @@ class _Intake:
             raise _refusal(None if budget.deadline is None else 1e3 * (budget.deadline - self.received), err,
                            self.retry) from None  # fmt: skip
         self.submitted = engine.clock()
-        engine.front_costs.observe_decode(self.submitted - (self.admitted or started))
+        engine.front_costs.observe_decode(self.submitted - (self.admitted or started), self.lone and service.alone())
         return job
 
 

@@ -25,7 +25,9 @@ def profile() -> LatencyProfile:
     return profile
 
 
-FRONT = FrontEnd(lone_intake_s=0.0003, decode_s=0.0002, read_s=0.0004, lone_out_s=0.0003, out_s=0.002)
+FRONT = FrontEnd(
+    lone_intake_s=0.0003, decode_s=0.0002, lone_decode_s=0.0002, read_s=0.0004, lone_out_s=0.0003, out_s=0.002
+)
 NOTHING_AHEAD = Ahead()
 
 

@@ -471,7 +471,7 @@ def test_the_idle_floor_is_a_typical_cold_exit_0(checkpoint: Checkpoint) -> None
     refused = submit_now(engine, Budget(deadline=clock.now + 0.003))
     assert type(refused) is DeadlineUnmeetableError and "exit 0 takes 4.00 ms after an idle spell" in str(refused)
     for _ in range(SKIP_FIRST + 20):
-        engine.front_costs.observe_decode(0.001)
+        engine.front_costs.observe_decode(0.001, lone=True)
     refused = submit_now(engine, Budget(deadline=clock.now + 0.0045))
     assert type(refused) is DeadlineUnmeetableError and "typically needs 5.00 ms" in str(refused)
     assert submit_now(engine, Budget(deadline=clock.now + 0.0055)) is None  # above the floor, below the tail: taken

@@ -4,6 +4,7 @@ server fails the requests it has sent instead of waiting for them."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import threading
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from service.admission import FrontEnd
 from service.engine_process import child_main
 from service.pipe_writer import PipeWriter
 
@@ -19,9 +21,12 @@ ENV = {"ELASTIC_TORCH_THREADS": "1", "ELASTIC_WARMUP_RUNS": "0", "ELASTIC_CALIBR
        "ELASTIC_IDLE_REFRESH_MS": "0"}  # fmt: skip
 
 
+FRONT_FIELDS = len(dataclasses.fields(FrontEnd))
+
+
 def job(job_id: int) -> dict:
     return {"kind": "job", "id": job_id, "shape": [3, 32, 32], "deadline": None, "max_mflops": None,
-            "min_confidence": None, "received": 0.0, "top_k": None, "front": [0.0] * 6}  # fmt: skip
+            "min_confidence": None, "received": 0.0, "top_k": None, "front": [0.0] * FRONT_FIELDS}  # fmt: skip
 
 
 @pytest.fixture

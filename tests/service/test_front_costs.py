@@ -67,3 +67,14 @@ def test_no_room_for_answers_under_load_when_switched_off() -> None:
     costs = started(FrontEndCosts(None, Clock()))
     costs.observe_out(0.003, lone=False)
     assert costs.now().out_s == 0.0
+
+
+def test_the_idle_floor_decodes_at_a_lone_requests_pace() -> None:
+    costs = started(FrontEndCosts(0.5, Clock()))
+    for _ in range(10):
+        costs.observe_decode(0.0004, lone=True)
+        costs.observe_decode(0.003)  # under load decoding is slower: admission plans with it, the floor does not
+        costs.observe_decode(0.003)
+    front = costs.now()
+    assert front.lone_decode_s == pytest.approx(0.0004)
+    assert front.decode_s == pytest.approx(0.0004)  # the lower quartile of all of them
