@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -202,19 +202,19 @@ def _run(coroutine: Any) -> ShapeRun:
     return uvloop.run(coroutine)
 
 
-def run_sparse(url: str, samples: Sequence[Sample], spec: SparseSpec) -> ShapeRun:
+def _checked_run(url: str, samples: Sequence[Sample], shape: Callable[[], Any], what: str) -> ShapeRun:
+    """Run `shape()` (the shape's coroutine, made only once the target and the samples are checked)."""
     check_loopback(url)
     if not samples:
         raise ValueError("no samples to send")
-    run = _run(_sparse(url, samples, spec))
-    log.debug("%s: %d requests in %.2fs", spec.describe(), len(run.records), run.duration_s)
+    run = _run(shape())
+    log.debug("%s: %d requests in %.3fs", what, len(run.records), run.duration_s)
     return run
+
+
+def run_sparse(url: str, samples: Sequence[Sample], spec: SparseSpec) -> ShapeRun:
+    return _checked_run(url, samples, lambda: _sparse(url, samples, spec), spec.describe())
 
 
 def run_bursts(url: str, samples: Sequence[Sample], spec: BurstSpec) -> ShapeRun:
-    check_loopback(url)
-    if not samples:
-        raise ValueError("no samples to send")
-    run = _run(_bursts(url, samples, spec))
-    log.debug("%s: %d requests, %.3fs under load", spec.describe(), len(run.records), run.duration_s)
-    return run
+    return _checked_run(url, samples, lambda: _bursts(url, samples, spec), spec.describe())

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check
+from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check, way_out_s
 from service.front_costs import FrontEndCosts
 from service.handoff import LoopChannel
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
@@ -315,10 +315,7 @@ class Engine:
         """Kept before every deadline on top of the response margin: how long an answer takes from the
         engine to its response. A lone request's answer finds the event loop idle; under load it waits
         for the loop (a recent quantile), and never less than a lone one's."""
-        front = self.front()
-        if self._arriving + len(self._heap) > 1:
-            return max(front.out_s, front.lone_out_s)
-        return front.lone_out_s
+        return way_out_s(self.front(), 0, alone=self._arriving + len(self._heap) <= 1)
 
     def _out_of(self, job: Job) -> float:
         return self.handoff_s if job.out_s is None else job.out_s

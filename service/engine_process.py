@@ -49,7 +49,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from service.admission import Ahead, FrontEnd, check
+from service.admission import Ahead, FrontEnd, check, way_out_s
 from service.cpu_placement import Placement, pin_this_process
 from service.engine import (
     Arrival,
@@ -184,10 +184,7 @@ class EngineProcess:
     def handoff_s(self) -> float:
         """How long an answer takes from the child to its response: a lone one's (the event loop is idle
         when it comes), or under load the recent figure, never less than a lone one's."""
-        front = self.front()
-        if self._arriving > 1 or self._pending:
-            return max(front.out_s, front.lone_out_s)
-        return front.lone_out_s
+        return way_out_s(self.front(), 0, alone=self._arriving <= 1 and not self._pending)
 
     def admit(self, budget: Budget, received: float, in_front: int | None = None) -> None:
         """The engine's admission rule (service.admission), from what this process knows: the profile's

@@ -392,13 +392,8 @@ async def _classify(
     except ClientGoneError:  # nobody to answer: its work stopped (engine.cancel)
         service.metrics.client_gone()
         return Response(status_code=499)
-    except QueueFullError as err:
-        detail = f"the server is at capacity: {err}"
-        raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected") from None
-    except UnavailableError as err:
-        raise ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected") from None
-    except DeadlineUnmeetableError as err:  # BacklogError included
-        raise _refusal(budget_ms, err, retry) from None
+    except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
+        raise _engine_refusal(err, budget_ms, retry) from None
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
     finally:
@@ -445,12 +440,14 @@ class _Intake:
         self.service, self.request, self.received, self.retry = service, request, received, retry
         self.lag_s = lag_s  # how long it waited from its first byte for its handler to run
         self.admitted = self.submitted = 0.0
+        self.budget_ms: float | None = None
         self.lone = service.alone()  # nothing else in this process when it began: its costs are a lone one's
 
     def admit(self, options: ClassifyOptions) -> tuple[float | None, Budget]:
         """The request's budget, or ApiError (422 / 503) when admission refuses it."""
         service, engine = self.service, self.service.engine
         budget_ms, budget = _budget(options, service.settings, self.received)
+        self.budget_ms = budget_ms
         self.admitted = engine.clock()
         # every request read counts, refused or not: refusals must not freeze what admission plans for
         self.lone = self.lone and service.alone()
@@ -487,14 +484,8 @@ class _Intake:
         job.out_s = max(way_out_s(front, job.coming, alone), LOOP_TURNS * self.lag_s, tail)
         try:
             engine.submit(job, arrival)
-        except QueueFullError as err:
-            raise ApiError(503, "queue_full", f"the server is at capacity: {err}", headers=self.retry,
-                           outcome="rejected") from None  # fmt: skip
-        except UnavailableError as err:
-            raise ApiError(503, "unavailable", str(err), headers=self.retry, outcome="rejected") from None
-        except DeadlineUnmeetableError as err:  # BacklogError included
-            raise _refusal(None if budget.deadline is None else 1e3 * (budget.deadline - self.received), err,
-                           self.retry) from None  # fmt: skip
+        except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
+            raise _engine_refusal(err, self.budget_ms, self.retry) from None
         self.submitted = engine.clock()
         engine.front_costs.observe_decode(self.submitted - (self.admitted or started), self.lone and service.alone())
         return job
@@ -514,6 +505,17 @@ def _admit(
         engine.admit(budget, received, in_front)
     except DeadlineUnmeetableError as err:  # BacklogError included
         raise _refusal(budget_ms, err, retry) from None
+
+
+def _engine_refusal(
+    err: QueueFullError | UnavailableError | DeadlineUnmeetableError, budget_ms: float | None, retry: dict[str, str]
+) -> ApiError:
+    """The engine refused a job it was handed (or failed it before it ran): the same answer wherever it happens."""
+    if isinstance(err, QueueFullError):
+        return ApiError(503, "queue_full", f"the server is at capacity: {err}", headers=retry, outcome="rejected")
+    if isinstance(err, UnavailableError):
+        return ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected")
+    return _refusal(budget_ms, err, retry)
 
 
 def _refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[str, str]) -> ApiError:
