@@ -15,6 +15,7 @@ from models.backbones.fast_resnet import resnet9
 from models.backbones.mobilenet import mobilenetv2
 from models.backbones.torchvision_resnet import torchvision_resnet
 from models.backbones.vgg import vgg16_bn
+from models.cascade import multiscale_cascade
 from models.elastic import ElasticNet, ExitSpec
 from models.heads import head_factory
 
@@ -31,8 +32,14 @@ _BACKBONES: dict[str, Callable[..., Backbone]] = {
 }
 
 
+# Whole networks with their own exit heads: built directly, every exit kept ("exits" must be "all").
+_NETWORKS: dict[str, Callable[..., ElasticNet]] = {
+    "multiscale_cascade": multiscale_cascade,
+}
+
+
 def available_models() -> list[str]:
-    return sorted(_BACKBONES)
+    return sorted([*_BACKBONES, *_NETWORKS])
 
 
 def create_model(
@@ -45,6 +52,8 @@ def create_model(
     **backbone_args: Any,
 ) -> ElasticNet:
     """Build registered model `name`. `exits`: 'all' | 'final' | every n-th (int) | block indices."""
+    if name in _NETWORKS:
+        return _network(name, num_classes, exits, head, **backbone_args)
     if name not in _BACKBONES:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(available_models())}")
     if num_classes < 1:
@@ -56,3 +65,14 @@ def create_model(
     return ElasticNet.from_blocks(
         backbone.stem, backbone.blocks, exits, head_factory(num_classes, head, dropout, head_width)
     )
+
+
+def _network(name: str, num_classes: int, exits: ExitSpec, head: str, **args: Any) -> ElasticNet:
+    if exits != "all" or head != "linear":
+        raise ValueError(f"model {name!r} has its own exits after every stage: exits must be 'all', head 'linear'")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    try:
+        return _NETWORKS[name](num_classes=num_classes, **args)
+    except TypeError as err:
+        raise ValueError(f"bad arguments for model {name!r}: {err}") from err
