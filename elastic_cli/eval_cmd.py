@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text)
     if args.png:
-        curve = {meta["arch"]["name"]: ([r["mflops"] for r in rows], scores.accuracy)}
+        curve = {meta["arch"]["name"]: ([r["anytime_mflops"] for r in rows], scores.accuracy)}
         plot_anytime_curve(curve, args.png, title=f"{path.name} on {Path(args.data).name} ({args.split})")
     if args.write_meta:
         evaluation = {"data": Path(args.data).name, "split": args.split, "limit": args.limit}

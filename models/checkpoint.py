@@ -166,6 +166,9 @@ def _check_exits(path: Path, exits: Any) -> None:
         accuracy = entry.get("accuracy")
         if accuracy is not None and not (_is_number(accuracy) and 0 <= accuracy <= 1):
             raise CheckpointError(f"{path}: exit {k} accuracy must be null or a fraction in [0, 1], got {accuracy!r}")
+        temperature = entry.get("temperature", 1.0)
+        if not (_is_number(temperature) and 0 < temperature < float("inf")):
+            raise CheckpointError(f"{path}: exit {k} temperature must be a positive number, got {temperature!r}")
 
 
 def _build_model(meta: dict[str, Any]) -> ElasticNet:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 ExitSpec = str | int | Sequence[int]
+# What a stage hands the next: one tensor, or a tuple of them (maps at several scales, earlier logits).
+Features = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 @dataclass
@@ -96,13 +98,13 @@ class ElasticNet(nn.Module):
     def num_exits(self) -> int:
         return len(self.exits)
 
-    def run_stage(self, index: int, features: torch.Tensor) -> torch.Tensor:
+    def run_stage(self, index: int, features: Features) -> Features:
         """Stage `index` on `features`; stage 0 takes the image and applies the stem first."""
         if index == 0:
             features = self.stem(features)
         return self.stages[index](features)
 
-    def run_exit(self, index: int, features: torch.Tensor) -> torch.Tensor:
+    def run_exit(self, index: int, features: Features) -> torch.Tensor:
         """Logits of exit `index` from the output of stage `index`."""
         return self.exits[index](features)
 

@@ -42,6 +42,11 @@ def available_models() -> list[str]:
     return sorted([*_BACKBONES, *_NETWORKS])
 
 
+def available_backbones() -> list[str]:
+    """The models that take `exits` and `head` choices (whole networks bring their own)."""
+    return sorted(_BACKBONES)
+
+
 def create_model(
     name: str,
     num_classes: int = 10,

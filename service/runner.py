@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from models.checkpoint import Checkpoint
-from models.elastic import ElasticNet
+from models.elastic import ElasticNet, Features
 from models.transforms import eval_transform
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ class ModelRunner:
         self.exit_mflops = [float(e.get("anytime_mflops", e["mflops"])) for e in self.meta["exits"]]
         # what it spends when it reads only the exit it answers from, and what each earlier head read adds
         self.direct_mflops, self.head_mflops = head_costs(self.meta)
+        # per-exit softmax temperatures fitted on held-out images; checkpoints without them use 1
+        self.temperatures = [float(e.get("temperature", 1.0)) for e in self.meta["exits"]]
         self._transform = eval_transform(self.input_size, self.meta["mean"], self.meta["std"])
         self._mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(self.meta["std"], dtype=torch.float32).view(-1, 1, 1)
@@ -196,7 +198,7 @@ class ModelRunner:
         return stacked.contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def stage(self, index: int, features: torch.Tensor) -> torch.Tensor:
+    def stage(self, index: int, features: Features) -> Features:
         """Stage `index` (stage 0 applies the stem): the features for its exit head and the next stage."""
         features = self.model.run_stage(index, features)
         self._sync()
@@ -204,12 +206,14 @@ class ModelRunner:
 
     @torch.inference_mode()
     def read_exit(
-        self, index: int, features: torch.Tensor, rows: list[int] | None = None
+        self, index: int, features: Features, rows: list[int] | None = None
     ) -> tuple[torch.Tensor, list[float], list[int]]:
         """Exit head `index` on `rows` of the batch (all if None): (CPU probs, confidences, class ids), one per row."""
         if rows is not None:
             features = self.select(features, rows)
         logits = self.model.run_exit(index, features)
+        if self.temperatures[index] != 1.0:  # calibrated confidences: min_confidence means what it says
+            logits = logits / self.temperatures[index]
         # as few torch calls as possible: under load each one may wait for the GIL (docs/performance.md)
         probs = torch.softmax(logits, dim=1, dtype=torch.float32)
         if probs.device.type != "cpu":
@@ -218,10 +222,18 @@ class ModelRunner:
         return probs, confidence.tolist(), class_id.tolist()
 
     @torch.inference_mode()
-    def select(self, features: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Keep only `rows` of the batch: requests that stopped leave it."""
-        picked = features.index_select(0, torch.tensor(rows, device=features.device))
-        return picked.contiguous(memory_format=self.memory_format)
+    def select(self, features: Features, rows: list[int]) -> Features:
+        """Keep only `rows` of the batch: requests that stopped leave it. A network may pass several tensors
+        between stages (maps at several scales, earlier logits); each keeps the same rows."""
+        if isinstance(features, torch.Tensor):
+            return self._rows(features, torch.tensor(rows, device=features.device))
+        index = torch.tensor(rows, device=features[0].device)
+        return tuple(self._rows(tensor, index) for tensor in features)
+
+    def _rows(self, tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        picked = tensor.index_select(0, index)
+        # channels-last applies to image-like (N, C, H, W) tensors only
+        return picked.contiguous(memory_format=self.memory_format) if picked.dim() == 4 else picked
 
     def top_k(self, probs: torch.Tensor, row: int, k: int) -> list[tuple[int, float]]:
         values, indices = probs[row].topk(min(k, probs.shape[1]))

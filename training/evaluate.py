@@ -70,6 +70,8 @@ def exits_report(meta: dict[str, Any], scores: ExitScores) -> list[dict[str, Any
             "index": e["index"],
             "name": e["name"],
             "mflops": e["mflops"],
+            # what a stage-by-stage run spends once this exit answers (every earlier head read on the way)
+            "anytime_mflops": e.get("anytime_mflops", e["mflops"]),
             "fraction": e["mflops"] / full,
             "accuracy": scores.accuracy[k],
             "confidence": scores.confidence[k],
@@ -133,10 +135,11 @@ def write_accuracies(directory: str | Path, scores: ExitScores, evaluation: dict
 
 def format_report(rows: list[dict[str, Any]]) -> str:
     """The per-exit table `elastic eval` prints."""
-    lines = [f"{'exit':>4}  {'stage':<24} {'MFLOPs':>9} {'% full':>7} {'top-1':>7} {'confidence':>10}"]
+    lines = [f"{'exit':>4}  {'stage':<24} {'MFLOPs':>9} {'anytime':>9} {'% full':>7} {'top-1':>7} {'confidence':>10}"]
     for r in rows:
         lines.append(
-            f"{r['index']:>4}  {r['name']:<24} {r['mflops']:>9.2f} {100 * r['fraction']:>6.1f}% "
+            f"{r['index']:>4}  {r['name']:<24} {r['mflops']:>9.2f} {r['anytime_mflops']:>9.2f} "
+            f"{100 * r['fraction']:>6.1f}% "
             f"{100 * r['accuracy']:>6.2f}% {r['confidence']:>10.3f}"
         )
     return "\n".join(lines)

@@ -148,6 +148,8 @@ def test_missing_fields(tiny_dir: Path, field: str) -> None:
         (lambda m: m["exits"][0].update(params="many"), "exit 0 needs 'params'"),
         (lambda m: m["exits"][2].update(index=7), "exit 2 has index 7"),
         (lambda m: m["exits"][0].update(accuracy=93.1), "accuracy must be null or a fraction"),
+        (lambda m: m["exits"][1].update(temperature=0), "exit 1 temperature must be a positive number"),
+        (lambda m: m["exits"][1].update(temperature="warm"), "exit 1 temperature must be a positive number"),
         (lambda m: m["exits"].pop(), "lists 2 exits but the model has 3"),
         (lambda m: m["exits"][0].update(name="elsewhere"), "exit names"),
     ],

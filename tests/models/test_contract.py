@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from models.checkpoint import build_metadata
 from models.cost import exit_costs
 from models.elastic import ElasticNet
-from models.registry import available_models, create_model
+from models.registry import available_backbones, available_models, create_model
 
 NUM_CLASSES = 7
 INPUT_SIZE = (3, 32, 32)
@@ -173,7 +173,7 @@ def test_metadata_mflops_match_a_recount(case: Case) -> None:
     assert exits[-1]["anytime_mflops"] == pytest.approx(counter.get_total_flops() / 1e6, abs=1e-3)
 
 
-@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("name", available_backbones())
 def test_anytime_cost_increases_with_conv_heads(name: str) -> None:
     """A stage-by-stage run pays every head on the way, so its cost must grow exit by exit."""
     model = create_model(name, num_classes=NUM_CLASSES, head="conv")

@@ -116,3 +116,17 @@ def test_report_rows_and_table() -> None:
     assert [r["fraction"] for r in rows] == [0.25, 1.0]
     table = format_report(rows).splitlines()
     assert len(table) == 3 and "25.0%" in table[1] and "75.00%" in table[2]
+
+
+def test_report_shows_the_anytime_cost_beside_the_direct_one() -> None:
+    """A stage-by-stage run also pays the earlier heads: the table and the JSON rows show that cost too."""
+    meta = {
+        "exits": [
+            {"index": 0, "name": "s1", "mflops": 2.0, "anytime_mflops": 2.0},
+            {"index": 1, "name": "s2", "mflops": 8.0, "anytime_mflops": 8.5},
+        ]
+    }
+    rows = exits_report(meta, ExitScores([0.5, 0.75], [0.6, 0.8], 4))
+    assert [r["anytime_mflops"] for r in rows] == [2.0, 8.5]
+    header, _, last = format_report(rows).splitlines()
+    assert "anytime" in header and "8.50" in last and "8.00" in last
