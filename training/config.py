@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 
 @dataclass
