@@ -91,16 +91,26 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(directory: str | Path, model: ElasticNet, meta: dict[str, Any]) -> Path:
-    """Write weights + metadata; the metadata records the weights' SHA-256 to catch corruption."""
+def save_checkpoint(
+    directory: str | Path, model: ElasticNet, meta: dict[str, Any], weights_dtype: torch.dtype | None = None
+) -> Path:
+    """Write weights + metadata; the metadata records the weights' SHA-256 to catch corruption.
+
+    `weights_dtype` (e.g. torch.float16) stores floating-point tensors narrower, halving a large model's
+    file; loading widens them back into the model's float32 parameters."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: _stored(v, weights_dtype) for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
     save_file(state, str(weights))
     meta = dict(meta, weights_sha256=_sha256(weights))
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
+
+
+def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    tensor = tensor.detach().contiguous().cpu()
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:

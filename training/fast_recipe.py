@@ -279,7 +279,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="processes decoding the images")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a recipe key")
     args = parser.parse_args()
-    recipe = json.loads(args.recipe.read_text())
+    recipe = {**json.loads(args.recipe.read_text()), "file": str(args.recipe)}
     for item in args.set:
         key, _, value = item.partition("=")
         recipe[key] = json.loads(value)
