@@ -546,6 +546,7 @@ async def model_info(service: Service) -> ModelInfo:
                 anytime_mflops=runner.exit_mflops[k],
                 params=int(meta["params"]),
                 accuracy=meta.get("accuracy"),
+                temperature=runner.temperatures[k],
                 latency={b: LatencyStats(**s) for b, s in snapshot[k].items()},
                 cold_latency={b: LatencyStats(**s) for b, s in cold_snapshot[k].items()},
                 cumulative_p95_ms_batch1=round(profile.predict_path(k, 1, "p95") * 1e3, 4),

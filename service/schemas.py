@@ -137,6 +137,9 @@ class ExitInfo(BaseModel):
     anytime_mflops: float = Field(..., description="cost in a stage-by-stage run (earlier heads included)")
     params: int
     accuracy: float | None
+    temperature: float = Field(
+        1.0, description="softmax temperature fitted on held-out images; confidences are calibrated with it"
+    )
     latency: dict[str, LatencyStats] = Field(
         ..., description="live profile of this stage + head: batch-size bucket → p50/p95"
     )
