@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint install bench clean check-deploy
+.PHONY: serve test test-fast lint install bench clean check-deploy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: install
 # tests/deploy needs real prometheus/promtool binaries: it runs in `make check-deploy`
 test: lint
 	$(BIN)/python -m pytest -q --ignore=tests/deploy
+
+# The inner loop: `make test` without the tests marked `slow` (real servers and processes: tests/e2e, the CLI in a
+# subprocess, torchrun, the benchmark runs; pyproject.toml registers the marker). CI runs `make test`.
+test-fast: lint
+	$(BIN)/python -m pytest -q --ignore=tests/deploy -m "not slow"
 
 # Deploy checks with the real tools (README "Deploy"): static checks, then a live server scraped by a real
 # Prometheus. Needs Debian's prometheus and docker-compose (.ci/run installs them).

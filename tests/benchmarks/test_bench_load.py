@@ -23,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 IMPOSSIBLE_MS = 0.001  # no answer can be this fast: every one must be counted as late
 GENEROUS_MS = 30_000.0
 
+pytestmark = pytest.mark.slow  # a real server and `elastic bench load` in a subprocess
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:

@@ -17,6 +17,8 @@ import pytest
 from bench_images import make_image_folder
 from e2e_server import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # `elastic bench suite` in a subprocess, which starts a real server
+
 
 def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str]) -> None:
     data = make_image_folder(tmp_path / "data", classes[:4], per_class=6)

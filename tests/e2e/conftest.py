@@ -16,6 +16,15 @@ from e2e_server import ServerProcess, free_port, serve
 __all__ = ["ServerProcess", "free_port", "serve"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here starts a real server: all are `slow` (deselected by `make test-fast`). The hook sees the
+    whole session's items, hence the path check."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in item.path.resolve().parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """One server with default settings for the whole test module."""

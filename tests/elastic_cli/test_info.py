@@ -40,6 +40,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, meta)
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_info_prints_the_exits_table_and_classes(checkpoint: Path) -> None:
     result = _elastic("info", str(checkpoint))
     assert result.returncode == 0, result.stderr
@@ -58,12 +59,14 @@ def test_info_prints_the_exits_table_and_classes(checkpoint: Path) -> None:
     assert "classes (3): airplane, boat, car" in lines
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_info_json_is_the_metadata(checkpoint: Path) -> None:
     result = _elastic("info", str(checkpoint), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == read_metadata(checkpoint)
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_info_on_a_bad_path_fails_clearly(tmp_path: Path) -> None:
     result = _elastic("info", str(tmp_path / "missing"))
     assert result.returncode != 0
@@ -89,6 +92,7 @@ def test_info_defaults_to_the_shipped_checkpoint(capsys: pytest.CaptureFixture[s
     assert "classes (10): airplane, automobile" in out
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_info_imports_neither_the_server_nor_the_training_code(checkpoint: Path) -> None:
     code = (
         "import sys; from elastic_cli.main import main; rc = main(['info', sys.argv[1]]); "

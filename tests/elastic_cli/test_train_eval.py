@@ -76,6 +76,7 @@ def _independent_accuracy(checkpoint: Path, test_dir: Path) -> list[float]:
     return [float((z.argmax(1) == y).float().mean()) for z in outputs]
 
 
+@pytest.mark.slow  # `trained`: `elastic train` in a subprocess
 def test_eval_reports_the_independently_counted_accuracy(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
     checkpoint, data, cache = trained
     report_path, png = tmp_path / "out" / "eval.json", tmp_path / "out" / "eval.png"
@@ -99,6 +100,7 @@ def test_eval_reports_the_independently_counted_accuracy(trained: tuple[Path, Pa
         assert f"{100 * e['accuracy']:.2f}%" in row
 
 
+@pytest.mark.slow  # `trained`: `elastic train` in a subprocess
 def test_write_meta_stores_accuracy_and_keeps_the_checkpoint_loadable(
     trained: tuple[Path, Path, Path],
     tmp_path: Path,
@@ -124,6 +126,7 @@ def test_write_meta_stores_accuracy_and_keeps_the_checkpoint_loadable(
     assert stored["evaluation"]["images"] == 12 and stored["evaluation"]["limit"] == 12
 
 
+@pytest.mark.slow  # `trained`: `elastic train` in a subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [

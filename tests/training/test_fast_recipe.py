@@ -16,6 +16,8 @@ from models.checkpoint import load_checkpoint
 from training.import_fast import import_model
 from training.packed import load_packed
 
+pytestmark = pytest.mark.slow  # scripts/pack_images.py and the recipe's training run in subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["ant", "bee", "cat"]
 TINY = {"stem": [4, 8], "stages": [[8, 8, 16], [4, 8, 16]], "depth": 1}

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from models.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow  # torchrun starts two training processes
 
 
 def test_two_process_gloo_run_writes_one_checkpoint(image_folder: Path, tmp_path: Path) -> None:
