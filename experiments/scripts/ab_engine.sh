@@ -4,9 +4,9 @@
 # clients), then open-loop points at RATE for each budget, and print one line per point. Rounds
 # alternate the settings, because this VM drifts.
 #
-#   scripts/experiments/ab_engine.sh 2 300 "ELASTIC_ENGINE=thread" "ELASTIC_ENGINE=process"
-#   BUDGETS=5,8,15 N=800 scripts/experiments/ab_engine.sh 2 250 "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.1" "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.02"
-#   scripts/experiments/ab_engine.sh 2 300 TREE=/tmp/base TREE=.   (a setting TREE=DIR serves the code of DIR,
+#   experiments/scripts/ab_engine.sh 2 300 "ELASTIC_ENGINE=thread" "ELASTIC_ENGINE=process"
+#   BUDGETS=5,8,15 N=800 experiments/scripts/ab_engine.sh 2 250 "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.1" "ELASTIC_GIL_SWITCH_INTERVAL_MS=0.02"
+#   experiments/scripts/ab_engine.sh 2 300 TREE=/tmp/base TREE=.   (a setting TREE=DIR serves the code of DIR,
 #   e.g. a `git worktree` of another commit, with this checkout's venv)
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1

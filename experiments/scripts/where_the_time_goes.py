@@ -3,7 +3,7 @@
 them), (c) the engine without HTTP (the server's own ServiceState, from image bytes to answer). The
 HTTP path on top is `elastic bench load --concurrency 1`. docs/performance.md quotes its output.
 
-    python scripts/experiments/where_the_time_goes.py --data ../shared/data/cifar10
+    python experiments/scripts/where_the_time_goes.py --data ../shared/data/cifar10
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ alternating between
   classify Elastic's POST /v1/classify (the whole path, full depth).
 docs/performance.md quotes its output.
 
-    python scripts/experiments/http_floor.py --data ../shared/data/cifar10 --requests 2000
+    python experiments/scripts/http_floor.py --data ../shared/data/cifar10 --requests 2000
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ busy: one pipe round trip per call (copy in, each stage, the exit head), and one
 whole pass; against the same work in a thread of the busy process itself (what the server does).
 docs/performance.md quotes its output.
 
-    python scripts/experiments/stages_in_a_process.py
+    python experiments/scripts/stages_in_a_process.py
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 eager and as TorchScript-frozen stages, on a quiet process and with a thread that keeps the GIL busy
 (the worst case for the server's event loop). docs/performance.md quotes its output.
 
-    python scripts/experiments/gil_contention.py --switch-interval 0.0001
+    python experiments/scripts/gil_contention.py --switch-interval 0.0001
 """
 
 from __future__ import annotations

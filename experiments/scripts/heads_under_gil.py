@@ -2,7 +2,7 @@
 one after the other (nine torch calls each), quiet and with a thread that keeps the GIL busy, at a
 given switch interval. docs/performance.md quotes its output ("GIL hand-offs, counted").
 
-    for s in 0.0001 0.00005 0.00002 0.00001; do python scripts/experiments/heads_under_gil.py --switch-interval $s; done
+    for s in 0.0001 0.00005 0.00002 0.00001; do python experiments/scripts/heads_under_gil.py --switch-interval $s; done
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ which goes first), so that both see the same moment of this noisy machine, and r
 p50 and the median of the per-pair differences (docs/performance.md quotes it).
 
     git worktree add -f /tmp/base <commit>
-    python scripts/experiments/paired_c1.py --data ../shared/data/cifar10 /tmp/base . --requests 1000
-    python scripts/experiments/paired_c1.py --data ../shared/data/cifar10 .:ELASTIC_ENGINE=thread .
+    python experiments/scripts/paired_c1.py --data ../shared/data/cifar10 /tmp/base . --requests 1000
+    python experiments/scripts/paired_c1.py --data ../shared/data/cifar10 .:ELASTIC_ENGINE=thread .
 
 Each SERVER is a source tree (served with this checkout's Python) and optional NAME=VALUE settings
 after colons. The client is a blocking socket: no event loop of its own in the measurement.

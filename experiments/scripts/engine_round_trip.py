@@ -4,7 +4,7 @@ the engine stamps its answer (for the process engine: the pipe there, the queue,
 from that stamp until the awaiting coroutine has the answer (a thread wake-up, or the pipe back and
 the event loop). docs/performance.md quotes its output.
 
-    python scripts/experiments/engine_round_trip.py --data ../shared/data/cifar10
+    python experiments/scripts/engine_round_trip.py --data ../shared/data/cifar10
 """
 
 from __future__ import annotations

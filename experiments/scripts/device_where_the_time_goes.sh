@@ -1,7 +1,7 @@
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 ELASTIC_DEVICE=cpu ELASTIC_TORCH_THREADS=1
-exp() { timeout 100 "$@" python3 scripts/experiments/where_the_time_goes.py --data .gpudata --images 300 2>&1 | grep -v INFO; }
+exp() { timeout 100 "$@" python3 experiments/scripts/where_the_time_goes.py --data .gpudata --images 300 2>&1 | grep -v INFO; }
 echo "== any cores"; exp
 echo "== one core (taskset -c 3)"; exp taskset -c 3
 echo "== two cores (taskset -c 3,4)"; exp taskset -c 3,4

@@ -2,7 +2,7 @@
 for the ways the process engine could be wired, without torch: what each thread hand-off costs on this
 machine. docs/performance.md quotes its output.
 
-    python scripts/experiments/pipe_plumbing.py
+    python experiments/scripts/pipe_plumbing.py
 """
 
 from __future__ import annotations
