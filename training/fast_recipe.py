@@ -120,7 +120,6 @@ def train_model(
     steps_per_epoch = len(data) // batch
     model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, common["weight_decay"]), lr=0.0, momentum=0.9, nesterov=True)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(common["ema"]), use_buffers=True)
     smoothing = spec.get("label_smoothing", common["label_smoothing"])
     cutout = spec.get("cutout", common["cutout"])
 
@@ -163,6 +162,9 @@ def train_model(
     total = epochs * steps_per_epoch
     warmup = max(1, int(common["warmup_epochs"] * steps_per_epoch))
     log.info("%s: %.1f ms a step, %d epochs of %d steps", spec["name"], 1000 * step_s, epochs, steps_per_epoch)
+    # the average spans at most the last 5 % of the steps: a short run's average must not keep its first weights
+    decay = min(common["ema"], 1 - 20 / total)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     history = []
     started = time.perf_counter()
