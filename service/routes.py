@@ -6,9 +6,6 @@ the engine's thread."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 from collections.abc import AsyncGenerator
@@ -21,23 +18,27 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.admission import idle_floor_s, way_out_s
+from service.admission import idle_floor_s
 from service.arrival import arrival_of
+from service.base64_image import decode_base64_image
 from service.bodies import read_limited
 from service.engine import (
-    Answer,
     Arrival,
-    BacklogError,
     ClientGoneError,
     DeadlineUnmeetableError,
     InferenceError,
-    Job,
     QueueFullError,
     UnavailableError,
 )
 from service.errors import ApiError, field_errors, summary
-from service.imaging import ImageError
-from service.policy import Budget
+from service.intake import (
+    Intake,
+    as_sent,
+    counting_refusals,
+    engine_refusal,
+    refuse_unless_serving,
+    validation_context,
+)
 from service.schemas import (
     ClassifyJSON,
     ClassifyOptions,
@@ -57,11 +58,6 @@ _FORM_FIELDS = ("budget_ms", "budget_mflops", "min_confidence", "top_k")
 RAW_MEDIA_TYPES = frozenset(
     {"application/octet-stream", "image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff"}
 )
-INLINE_DECODE_PIXELS = 128 * 128  # images up to this size are decoded on the event loop
-# an answer needs two turns of the event loop (its pipe read, then its handler), each as long as the one
-# that a request waits for its handler to run
-LOOP_TURNS = 2
-_ASCII_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
 async def get_service(request: Request) -> ServiceState:
@@ -144,21 +140,7 @@ def _validation_error(err: ValidationError) -> ApiError:
 
 def _b64_image(text: str, max_bytes: int) -> bytes:
     """Standard padded base64, optionally as a data: URL: exactly what service.openapi.BASE64_PATTERN says."""
-    bad = ApiError(400, "bad_base64", "the 'image' field is not valid base64")
-    if text.startswith("data:"):
-        _, comma, text = text.partition(",")
-        if not comma:
-            raise bad
-    text = text.translate(_ASCII_WHITESPACE)  # line-wrapped base64; nothing else (as the schema's pattern says)
-    if len(text) * 3 // 4 > max_bytes + 2:
-        raise ApiError(413, "image_too_large", f"the image exceeds the limit of {max_bytes} bytes")
-    # b64decode also takes "QUJD==" and "QUJD====" (padding past a full group): not base64 by the schema
-    if len(text) % 4 or len(text) - len(text.rstrip("=")) > 2:
-        raise bad
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise bad from None
+    return decode_base64_image(text, max_bytes)
 
 
 def _parse_json(body: bytes, context: dict[str, Any], max_bytes: int) -> tuple[bytes, ClassifyOptions]:
@@ -273,24 +255,13 @@ async def _serve(request: Request, raw: bool) -> ClassifyResponse:
     received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
     lag_s = service.engine.clock() - received
     # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
-    with service.track_request(), service.metrics.tracking(), service.engine.arriving() as arrival:
-        try:
-            return await _classify(request, service, received, arrival, raw, lag_s)
-        except ApiError as err:
-            service.metrics.outcome(err.outcome)
-            if err.outcome == "rejected":
-                service.metrics.refused(err.code)
-            raise
-
-
-def _budget(options: ClassifyOptions, settings: Any, received: float) -> tuple[float | None, Budget]:
-    budget_ms = options.budget_ms if options.budget_ms is not None else settings.default_budget_ms
-    budget = Budget(
-        deadline=None if budget_ms is None else received + budget_ms / 1e3,
-        max_mflops=options.budget_mflops,
-        min_confidence=options.min_confidence,
-    )
-    return budget_ms, budget
+    with (
+        service.track_request(),
+        service.metrics.tracking(),
+        service.engine.arriving() as arrival,
+        counting_refusals(service.metrics),
+    ):
+        return await _classify(request, service, received, arrival, raw, lag_s)
 
 
 async def _read_form_or_json(request: Request, settings: Any) -> bytes:
@@ -342,33 +313,9 @@ async def _classify(
     request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool, lag_s: float
 ) -> ClassifyResponse:
     settings, engine, runner = service.settings, service.engine, service.runner
-    retry = {"Retry-After": str(settings.retry_after_s)}
-    if service.shutting_down or not engine.accepting:
-        # the process engine says why while it restarts its inference process; the thread engine has no child
-        restarting = None if service.shutting_down else getattr(engine, "unavailable_detail", None)
-        if restarting is not None:
-            detail = restarting
-        elif service.shutting_down:
-            detail = "the server is shutting down"
-        elif engine.error is not None:
-            detail = f"the engine failed: {engine.error}"
-        else:
-            detail = "the server is not ready (warming up)"
-        raise ApiError(503, "unavailable", detail, headers=retry, outcome="rejected")
-    # shed before reading and decoding the body: under overload a refusal must cost next to nothing
-    if service.in_flight > settings.max_in_flight:
-        detail = f"the server is at capacity: {service.in_flight - 1} requests are being handled"
-        raise ApiError(503, "overloaded", detail, headers=retry, outcome="rejected")
-    if engine.queue_depth >= settings.queue_limit:
-        detail = f"the server is at capacity: {engine.queue_depth} requests are already waiting"
-        raise ApiError(503, "queue_full", detail, headers=retry, outcome="rejected")
-
-    context = {
-        "max_budget_ms": settings.max_budget_ms,
-        "max_budget_mflops": settings.max_budget_mflops,
-        "num_classes": len(runner.classes),
-    }
-    intake = _Intake(service, request, received, retry, lag_s)
+    retry = refuse_unless_serving(service)  # before reading the body: under overload a refusal costs next to nothing
+    context = validation_context(service)
+    intake = Intake(service, request, received, retry, lag_s)
     if raw:  # the options come first, so a budget that cannot be met is refused before the body is read
         _check_raw_media_type(request)
         options = _query_options(request, context)
@@ -393,7 +340,7 @@ async def _classify(
         service.metrics.client_gone()
         return Response(status_code=499)
     except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
-        raise _engine_refusal(err, budget_ms, retry) from None
+        raise engine_refusal(err, budget_ms, retry) from None
     except InferenceError as err:
         raise ApiError(500, "inference_failed", str(err)) from None
     finally:
@@ -404,13 +351,9 @@ async def _classify(
     classes = runner.classes
     top_k = answer.top_k and [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k]
     # the answer as the client gets it: latency from the request's first byte to its response, made now
-    engine_latency_s = answer.latency_s
-    answer = _as_sent(answer, budget, received, engine.clock())
-    # the engine keeps room before deadlines for how long answers take from its exit to here
-    # the way out, and for a lone request the way in too (a pipe and a wake-up with the process engine)
-    handed_in = max(0.0, answer.enqueued_at - intake.submitted)
-    lone = intake.lone and service.alone()
-    engine.front_costs.observe_out(answer.latency_s - engine_latency_s, lone=lone, handed_in_s=handed_in)
+    sent = as_sent(answer, budget, received, engine.clock())
+    intake.observe_out(answer, sent.latency_s)  # the engine keeps room before deadlines for the way out
+    answer = sent
     service.metrics.safely(lambda: service.metrics.answered(answer, budget))
     return ClassifyResponse(
         label=classes[answer.class_id],
@@ -428,106 +371,6 @@ async def _classify(
         stopped_by=answer.reason.value,
         top_k=top_k,
     )
-
-
-class _Intake:
-    """One classify request on its way in: its admission, then its image decoded and submitted. It times
-    each part for the front end's costs (service.front_costs), which admission and the engine plan with."""
-
-    def __init__(
-        self, service: ServiceState, request: Request, received: float, retry: dict[str, str], lag_s: float
-    ) -> None:
-        self.service, self.request, self.received, self.retry = service, request, received, retry
-        self.lag_s = lag_s  # how long it waited from its first byte for its handler to run
-        self.admitted = self.submitted = 0.0
-        self.budget_ms: float | None = None
-        self.lone = service.alone()  # nothing else in this process when it began: its costs are a lone one's
-
-    def admit(self, options: ClassifyOptions) -> tuple[float | None, Budget]:
-        """The request's budget, or ApiError (422 / 503) when admission refuses it."""
-        service, engine = self.service, self.service.engine
-        budget_ms, budget = _budget(options, service.settings, self.received)
-        self.budget_ms = budget_ms
-        self.admitted = engine.clock()
-        # every request read counts, refused or not: refusals must not freeze what admission plans for
-        self.lone = self.lone and service.alone()
-        # the server's own part: from the last byte in (a client may send its body tens of ms after its
-        # headers: Nagle's algorithm against a delayed ACK), which its budget still counts
-        complete = arrival_of(self.request.scope).complete
-        read_from = self.received if complete is None else max(self.received, min(complete, self.admitted))
-        engine.front_costs.observe_intake(self.admitted - read_from, lone=self.lone)
-        in_front = service.others_in_front(fallback=service.in_flight - 1)
-        _admit(engine, budget, self.received, budget_ms, self.retry, in_front)  # before decoding: refusals stay cheap
-        return budget_ms, budget
-
-    async def submit(self, data: bytes, budget: Budget, options: ClassifyOptions, arrival: Arrival) -> Job | None:
-        """Decode the image and hand the job to the engine; None if the client has left meanwhile."""
-        service, engine = self.service, self.service.engine
-        started = engine.clock()
-        try:
-            image = service.open(data)  # the header alone: format and pixel limits
-            if image.width * image.height <= INLINE_DECODE_PIXELS:
-                tensor = service.prepare(image)
-            else:
-                async with service.off_the_loop():
-                    tensor = await anyio.to_thread.run_sync(service.prepare, image, limiter=service.decode_limiter)
-        except ImageError as err:
-            raise ApiError(err.status, err.code, err.message) from None
-        if arrival_of(self.request.scope).gone:
-            return None
-        job = Job(tensor, budget, self.received, asyncio.get_running_loop().create_future(), top_k=options.top_k)
-        # its answer waits for the loop to read the requests begun after it: the engine plans for that
-        job.coming = service.others_in_front(fallback=0)
-        # and never below two turns of the loop that kept its handler waiting: its answer waits on the same loop
-        front, alone = engine.front(), service.alone()
-        tail = 0.0 if alone else front.out_tail_s
-        job.out_s = max(way_out_s(front, job.coming, alone), LOOP_TURNS * self.lag_s, tail)
-        try:
-            engine.submit(job, arrival)
-        except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
-            raise _engine_refusal(err, self.budget_ms, self.retry) from None
-        self.submitted = engine.clock()
-        engine.front_costs.observe_decode(self.submitted - (self.admitted or started), self.lone and service.alone())
-        return job
-
-
-def _as_sent(answer: Answer, budget: Budget, received: float, now: float) -> Answer:
-    """`answer` with its latency, budget and slack measured `now`, at the response, rather than at the
-    engine's exit: what the client gets."""
-    slack = None if budget.deadline is None else budget.deadline - now
-    return dataclasses.replace(answer, latency_s=now - received, budget_met=slack is None or slack >= 0, slack_s=slack)
-
-
-def _admit(
-    engine: Any, budget: Budget, received: float, budget_ms: float | None, retry: dict[str, str], in_front: int
-) -> None:
-    try:
-        engine.admit(budget, received, in_front)
-    except DeadlineUnmeetableError as err:  # BacklogError included
-        raise _refusal(budget_ms, err, retry) from None
-
-
-def _engine_refusal(
-    err: QueueFullError | UnavailableError | DeadlineUnmeetableError, budget_ms: float | None, retry: dict[str, str]
-) -> ApiError:
-    """The engine refused a job it was handed (or failed it before it ran): the same answer wherever it happens."""
-    if isinstance(err, QueueFullError):
-        return ApiError(503, "queue_full", f"the server is at capacity: {err}", headers=retry, outcome="rejected")
-    if isinstance(err, UnavailableError):
-        return ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected")
-    return _refusal(budget_ms, err, retry)
-
-
-def _refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[str, str]) -> ApiError:
-    """Admission refused the budget. Overload (BacklogError): 503 with Retry-After, it would fit a less
-    busy server or another replica. Otherwise 422, not a 5xx: the budget asks for less than this
-    server's first exit typically takes; the client can fix that (a larger budget, or none), a retry
-    cannot."""
-    budget = "the budget" if budget_ms is None else f"budget_ms={budget_ms:g}"
-    if isinstance(err, BacklogError):
-        detail = f"the server is too busy for {budget}: {err}"
-        return ApiError(503, "overloaded", detail, headers=retry, outcome="rejected")
-    return ApiError(422, "budget_too_small", f"{budget} cannot be met on this server: {err}", outcome="rejected")
 
 
 @router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")

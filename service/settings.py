@@ -103,6 +103,10 @@ class Settings(BaseModel):
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
     max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000, description="decompression-bomb guard")
     decode_threads: int = Field(4, ge=1, le=256, description="images decoded at once (memory bound)")
+    # the Open Inference Protocol (/v2) carries a batch of images in one request; its body limit scales with it
+    max_images_per_request: int = Field(
+        32, ge=1, le=4096, description="images in one /v2 infer request; its body may hold this many images"
+    )
 
     @field_validator("admin_token")
     @classmethod
