@@ -172,3 +172,16 @@ def test_v2_requests_count_in_the_same_metrics_as_v1(client: TestClient) -> None
     before = answered()
     assert client.post(INFER, json=images_json([png()] * 3)).status_code == 200
     assert answered() == before + 3  # one answer per image
+
+
+def test_the_queue_limit_counts_images_and_overload_is_503_with_retry_after() -> None:
+    settings = Settings.from_env({}, max_images_per_request=MAX_IMAGES, queue_limit=2, **FAST)
+    with TestClient(create_app(settings)) as small:
+        deadline = time.monotonic() + 120
+        while small.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "not ready"
+            time.sleep(0.05)
+        response = small.post(INFER, json=images_json([png()] * 3))  # one request, three images: over 2
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert response.json()["error"].startswith("queue_full:")
+        assert small.post(INFER, json=images_json([png()] * 2)).status_code == 200
