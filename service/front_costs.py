@@ -25,15 +25,25 @@ from service.handoff_estimate import HandoffEstimate
 LONE_HORIZON_S = 120.0
 SKIP_FIRST = 8
 OUT_TAIL = 0.9
+# a lone figure rests on at least this many requests, else it reads 0 (the request is taken): one slow request
+# after a long idle spell must not set a floor that refuses every request that could replace its figure
+MIN_LONE_EVIDENCE = 3
 TYPICAL = 0.25  # the quantile of the typical costs: the idle floor errs towards taking a request, not refusing it
 
 
 class _Estimate(HandoffEstimate):
-    """A rolling quantile that ignores its first SKIP_FIRST observations."""
+    """A rolling quantile that ignores its first SKIP_FIRST observations and reads 0 until it rests on
+    `evidence` observations within its horizon."""
 
-    def __init__(self, quantile: float, clock: Callable[[], float], horizon_s: float) -> None:
+    def __init__(self, quantile: float, clock: Callable[[], float], horizon_s: float, evidence: int = 1) -> None:
         super().__init__(quantile, clock, horizon_s)
         self._skip = SKIP_FIRST
+        self._evidence = evidence
+
+    @property
+    def seconds(self) -> float:
+        value = super().seconds
+        return value if len(self._window) >= self._evidence else 0.0
 
     def observe(self, seconds: float) -> None:
         if self._skip:
@@ -49,11 +59,12 @@ class FrontEndCosts:
     """
 
     def __init__(self, out_quantile: float | None = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
-        self.lone_intake = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
+        self.lone_intake = _Estimate(TYPICAL, clock, LONE_HORIZON_S, MIN_LONE_EVIDENCE)
         self.decode = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
-        self.lone_decode = _Estimate(TYPICAL, clock, LONE_HORIZON_S)  # the idle floor's: load slows decoding
+        # the idle floor's: load slows decoding
+        self.lone_decode = _Estimate(TYPICAL, clock, LONE_HORIZON_S, MIN_LONE_EVIDENCE)
         self.read = _Estimate(0.5, clock, LONE_HORIZON_S)
-        self.lone_out = _Estimate(TYPICAL, clock, LONE_HORIZON_S)
+        self.lone_out = _Estimate(TYPICAL, clock, LONE_HORIZON_S, MIN_LONE_EVIDENCE)
         self.out = None if out_quantile is None else _Estimate(out_quantile, clock, 1.0)
         self.out_tail = None if out_quantile is None else _Estimate(OUT_TAIL, clock, 1.0)  # what deeper exits plan for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.front_costs import LONE_HORIZON_S, SKIP_FIRST, FrontEndCosts
+from service.front_costs import LONE_HORIZON_S, MIN_LONE_EVIDENCE, SKIP_FIRST, FrontEndCosts
 
 
 class Clock:
@@ -20,7 +20,7 @@ def started(costs: FrontEndCosts) -> FrontEndCosts:
     """Past the first requests after start-up, which are left out."""
     for _ in range(SKIP_FIRST):
         costs.observe_intake(1.0, lone=True)
-        costs.observe_decode(1.0)
+        costs.observe_decode(1.0, lone=True)
         costs.observe_out(1.0, lone=True)
         costs.observe_out(1.0, lone=False)
     return costs
@@ -31,7 +31,8 @@ def test_the_first_requests_after_start_up_are_left_out() -> None:
     for _ in range(SKIP_FIRST):  # the first reads after start-up pay one-time costs
         costs.observe_intake(0.009, lone=True)
     assert costs.now().lone_intake_s == 0.0
-    costs.observe_intake(0.0007, lone=True)
+    for _ in range(MIN_LONE_EVIDENCE):
+        costs.observe_intake(0.0007, lone=True)
     assert costs.now().lone_intake_s == pytest.approx(0.0007)
 
 
@@ -55,7 +56,8 @@ def test_a_burst_is_forgotten_within_a_second_lone_costs_are_kept_longer() -> No
     costs = started(FrontEndCosts(0.5, clock))
     clock.now = LONE_HORIZON_S + 1.0  # the start-up samples are gone
     costs.observe_out(0.003, lone=False)
-    costs.observe_intake(0.001, lone=True)
+    for _ in range(MIN_LONE_EVIDENCE):
+        costs.observe_intake(0.001, lone=True)
     clock.now += 2.0
     assert costs.now().out_s == 0.0
     assert costs.now().lone_intake_s == pytest.approx(0.001)  # sparse traffic brings few lone samples
@@ -78,3 +80,18 @@ def test_the_idle_floor_decodes_at_a_lone_requests_pace() -> None:
     front = costs.now()
     assert front.lone_decode_s == pytest.approx(0.0004)
     assert front.decode_s == pytest.approx(0.0004)  # the lower quartile of all of them
+
+
+def test_one_slow_lone_request_sets_no_floor_until_more_confirm_it() -> None:
+    """After a long idle spell the first request is slow (cold caches). Were its figure the floor, every
+    request after it would be refused before decoding, and none could replace the figure: lock-in."""
+    clock = Clock()
+    costs = started(FrontEndCosts(0.5, clock))
+    clock.now = LONE_HORIZON_S + 1.0  # an hour of nothing: the start-up samples are gone
+    costs.observe_decode(0.003, lone=True)
+    costs.observe_out(0.001, lone=True)
+    assert (costs.now().lone_decode_s, costs.now().lone_out_s) == (0.0, 0.0)  # one request is no evidence
+    for _ in range(MIN_LONE_EVIDENCE - 1):  # the requests it let through are faster
+        costs.observe_decode(0.0004, lone=True)
+        costs.observe_out(0.0002, lone=True)
+    assert costs.now().lone_decode_s == pytest.approx(0.0004) and costs.now().lone_out_s == pytest.approx(0.0002)
