@@ -163,7 +163,7 @@ def train_model(
     warmup = max(1, int(common["warmup_epochs"] * steps_per_epoch))
     log.info("%s: %.1f ms a step, %d epochs of %d steps", spec["name"], 1000 * step_s, epochs, steps_per_epoch)
     # the average spans at most the last 5 % of the steps: a short run's average must not keep its first weights
-    decay = min(common["ema"], 1 - 20 / total)
+    decay = min(common["ema"], max(0.0, 1 - 20 / total))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     history = []
