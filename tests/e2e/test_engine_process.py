@@ -20,6 +20,7 @@ from e2e_server import ServerProcess, serve
 from test_serving import JPEG, PNG, answer, classify_json, classify_multipart, classify_raw
 
 from models.pretrained import default_checkpoint
+from service.front_costs import MIN_LONE_EVIDENCE, SKIP_FIRST
 
 TOKEN = "process-mode-admin-token"
 
@@ -85,7 +86,9 @@ def test_budgets_below_exit_0_are_refused(client: httpx.Client) -> None:
 
 
 def test_profile_and_metrics_come_from_the_child(client: httpx.Client, model: dict) -> None:
-    answer(classify_multipart(client))
+    # one at a time (lone requests): the lone hand-off counts after the first few and then on enough evidence
+    for _ in range(SKIP_FIRST + MIN_LONE_EVIDENCE):
+        answer(classify_multipart(client))
     info = client.get("/v1/model").json()
     assert info["ready"] is True
     assert info["serving"]["handoff_ms"] > 0  # the way back from the child, measured by the handler
