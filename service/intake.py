@@ -52,6 +52,31 @@ def counting_refusals(metrics: Metrics) -> Iterator[None]:
         raise
 
 
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """A classify request as the engine counts it: its first byte (the budget's start) and how long its
+    handler waited for the event loop after that."""
+
+    at: float
+    lag_s: float
+    arrival: Arrival
+
+
+@contextmanager
+def classify_request(request: Request, service: ServiceState) -> Iterator[Received]:
+    """Around one classify request, /v1 or /v2: tracked in flight, announced to the engine while it is
+    read and decoded (a forming batch waits for it, max-wait at most), and counted if it ends in an error."""
+    received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
+    lag_s = service.engine.clock() - received
+    with (
+        service.track_request(),
+        service.metrics.tracking(),
+        service.engine.arriving() as arrival,
+        counting_refusals(service.metrics),
+    ):
+        yield Received(received, lag_s, arrival)
+
+
 def refuse_unless_serving(service: ServiceState) -> dict[str, str]:
     """Refuse (503 + Retry-After) before the body is read when the server cannot serve now or is at
     capacity: under overload a refusal must cost next to nothing. Returns the Retry-After header."""

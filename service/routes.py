@@ -34,7 +34,7 @@ from service.errors import ApiError, field_errors, summary
 from service.intake import (
     Intake,
     as_sent,
-    counting_refusals,
+    classify_request,
     engine_refusal,
     refuse_unless_serving,
     validation_context,
@@ -252,16 +252,8 @@ async def classify_raw(request: Request) -> ClassifyResponse:
 
 async def _serve(request: Request, raw: bool) -> ClassifyResponse:
     service: ServiceState = request.app.state.service  # not `Service`: no dependency to solve on the hot path
-    received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
-    lag_s = service.engine.clock() - received
-    # announced to the engine while read and decoded, so a forming batch waits for it (max-wait at most)
-    with (
-        service.track_request(),
-        service.metrics.tracking(),
-        service.engine.arriving() as arrival,
-        counting_refusals(service.metrics),
-    ):
-        return await _classify(request, service, received, arrival, raw, lag_s)
+    with classify_request(request, service) as received:
+        return await _classify(request, service, received.at, received.arrival, raw, received.lag_s)
 
 
 async def _read_form_or_json(request: Request, settings: Any) -> bytes:

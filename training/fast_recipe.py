@@ -25,10 +25,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models.registry import create_model
-from training.data import CIFAR10_MEAN_STD, TensorData
-from training.gpu_augment import augment_batch
+from models.transforms import normalize_batch
+from training.data import CIFAR10_MEAN_STD, TensorData, augment
+from training.evaluate import evaluate
 from training.packed import load_packed
 from training.teacher import Teacher
+from training.train import decay_groups
 
 log = logging.getLogger("fast_recipe")
 
@@ -37,16 +39,6 @@ def holdout_split(count: int, holdout: int, seed: int) -> tuple[torch.Tensor, to
     """(train indices, held-out indices): a fixed random subset is kept out for calibration."""
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     return order[holdout:].sort().values, order[:holdout].sort().values
-
-
-class Normalizer(nn.Module):
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return ((images.float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
 
 def exit_loss(
@@ -71,13 +63,6 @@ def exit_loss(
     return total / len(logits)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on norms and biases (their scale is not what overfits)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-
-
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -85,18 +70,13 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-@torch.no_grad()
-def accuracies(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm: Normalizer) -> list[float]:
-    model.eval()
-    hits: torch.Tensor | None = None
-    for start in range(0, len(labels), 1000):
-        x = norm(images[start : start + 1000])
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
-            outs = model(x)
-        batch_hits = torch.stack([(z.argmax(1) == labels[start : start + 1000]).sum() for z in outs])
-        hits = batch_hits if hits is None else hits + batch_hits
-    assert hits is not None
-    return (hits.float() / len(labels)).tolist()
+def accuracies(model: nn.Module, data: TensorData) -> list[float]:
+    """Top-1 of every exit on `data` (on its device), in bf16 on CUDA as training runs."""
+    cuda = data.images.device.type == "cuda"
+    mean, std = CIFAR10_MEAN_STD
+    dtype = torch.bfloat16 if cuda else None
+    scores = evaluate(model, data.images, data.labels, mean, std, 1000, data.images.device, dtype, channels_last=True)
+    return scores.accuracy
 
 
 @torch.no_grad()
@@ -109,7 +89,6 @@ def train_model(
     model: nn.Module,
     data: TensorData,
     val: TensorData,
-    norm: Normalizer,
     spec: dict[str, Any],
     common: dict[str, Any],
     teacher: nn.Module | None,
@@ -119,12 +98,13 @@ def train_model(
     batch = int(common["batch_size"])
     steps_per_epoch = len(data) // batch
     model = model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(param_groups(model, common["weight_decay"]), lr=0.0, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(decay_groups(model, common["weight_decay"]), lr=0.0, momentum=0.9, nesterov=True)
     smoothing = spec.get("label_smoothing", common["label_smoothing"])
     cutout = spec.get("cutout", common["cutout"])
 
     def step(index: torch.Tensor, lr: float, update: bool) -> torch.Tensor:
-        x = norm(augment_batch(data.images[index], common["padding"], True, cutout))
+        x = normalize_batch(augment(data.images[index], common["padding"], True, cutout), *CIFAR10_MEAN_STD)
+        x = x.contiguous(memory_format=torch.channels_last)
         y = data.labels[index]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             target = teacher_logits(teacher, x) if teacher is not None else None
@@ -180,7 +160,7 @@ def train_model(
                 "loss": round(loss.item(), 4),
                 "seconds": round(time.perf_counter() - started, 1),
             }
-            record["val_ema"] = [round(a, 4) for a in accuracies(ema.module, val.images, val.labels, norm)]
+            record["val_ema"] = [round(a, 4) for a in accuracies(ema.module, val)]
             history.append(record)
             log.info("%s: %s", spec["name"], record)
     final = ema.module
@@ -189,8 +169,8 @@ def train_model(
         "epochs": epochs,
         "step_ms": round(1000 * step_s, 2),
         "seconds": round(time.perf_counter() - started, 1),
-        "val": [round(a, 4) for a in accuracies(final, val.images, val.labels, norm)],
-        "val_raw": [round(a, 4) for a in accuracies(model, val.images, val.labels, norm)],
+        "val": [round(a, 4) for a in accuracies(final, val)],
+        "val_raw": [round(a, 4) for a in accuracies(model, val)],
         "history": history,
     }
     return final, result
@@ -221,7 +201,6 @@ def run(recipe: dict[str, Any], data_dir: Path, out: Path, device: torch.device,
         everything.images[train_idx].to(device), everything.labels[train_idx].to(device), everything.classes
     )
     val = TensorData(everything.images[val_idx].to(device), everything.labels[val_idx].to(device), everything.classes)
-    norm = Normalizer(*CIFAR10_MEAN_STD).to(device)
     report: dict[str, Any] = {
         "recipe": recipe,
         "classes": everything.classes,
@@ -238,9 +217,7 @@ def run(recipe: dict[str, Any], data_dir: Path, out: Path, device: torch.device,
     teacher = None
     if recipe.get("teacher"):
         spec = recipe["teacher"]
-        teacher, result = train_model(
-            Teacher(len(data.classes), tuple(spec["widths"])), data, val, norm, spec, common, None
-        )
+        teacher, result = train_model(Teacher(len(data.classes), tuple(spec["widths"])), data, val, spec, common, None)
         teacher.eval().requires_grad_(False)
         save_model(
             teacher, out / "teacher.safetensors", {"name": "teacher", "args": {"widths": spec["widths"]}}, result
@@ -257,7 +234,7 @@ def run(recipe: dict[str, Any], data_dir: Path, out: Path, device: torch.device,
             report["models"].append({"name": spec["name"], "skipped": f"{remaining:.0f} s left"})
             continue
         arch = {"name": spec["arch"], "args": {"num_classes": len(data.classes), **spec["args"]}}
-        model, result = train_model(create_model(arch["name"], **arch["args"]), data, val, norm, spec, common, teacher)
+        model, result = train_model(create_model(arch["name"], **arch["args"]), data, val, spec, common, teacher)
         epochs_of[spec["name"]] = result["epochs"]
         save_model(model, out / f"{spec['name']}.safetensors", arch, result)
         report["models"].append(result)

@@ -22,6 +22,8 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class Teacher(nn.Module):
+    num_exits = 1  # one exit, like a plain ElasticNet: training.evaluate scores it the same way
+
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (128, 256, 384), stem: int = 64) -> None:
         super().__init__()
         a, b, c = widths

@@ -33,7 +33,7 @@ from service.errors import ApiError, field_errors, summary
 from service.intake import (
     Intake,
     as_sent,
-    counting_refusals,
+    classify_request,
     engine_refusal,
     refuse_unless_serving,
     validation_context,
@@ -58,16 +58,8 @@ def body_limit(settings: Settings) -> int:
 
 async def infer(request: Request, service: ServiceState) -> Response:
     """Serve one inference request for the model the route resolved (service.v2.identity)."""
-    received = arrival_of(request.scope, service.engine.clock).first_byte  # the budget is the client's
-    lag_s = service.engine.clock() - received
-    # counted and announced exactly as a /v1 request (service.routes._serve)
-    with (
-        service.track_request(),
-        service.metrics.tracking(),
-        service.engine.arriving() as arrival,
-        counting_refusals(service.metrics),
-    ):
-        return await _infer(request, service, received, lag_s, arrival)
+    with classify_request(request, service) as received:  # counted and announced exactly as a /v1 request
+        return await _infer(request, service, received.at, received.lag_s, received.arrival)
 
 
 async def _infer(request: Request, service: ServiceState, received: float, lag_s: float, arrival: Any) -> Response:
