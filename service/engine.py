@@ -6,7 +6,8 @@ stage still fits; the exit head is read only for the requests that may stop ther
 and those whose confidence target may stop them), and skipped when there are none. Those that stop
 are answered at once (their asyncio future resolved on its loop through a `LoopChannel`, one wake-up
 per exit) and leave the batch, the rest go on with a smaller batch. Exit 0 always answers a request
-that cannot go on.
+that cannot go on. A streamed request (`Job.progress`) has its head read at every exit, and what it
+would have answered there goes to its sink when it goes on.
 
 The batcher starts a batch as soon as the thread is free, and waits (at most max-wait, never past
 what the most urgent request can spare) only while other requests are on their way (announced by
@@ -108,6 +109,9 @@ class Job:
     # submitted (service.admission.way_out_s); None: the engine's own estimate (`handoff_s`)
     out_s: float | None = None
     coming: int = 0  # requests the front end was still reading when it submitted this one (a burst)
+    # streamed requests only: gets what each exit it goes on from would have answered (an Answer with reason
+    # CONTINUE), on the future's event loop; with a Reply, in the inference thread. None: not streamed
+    progress: Callable[[Answer], None] | None = None
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -605,7 +609,7 @@ class Engine:
         reasons = [self._decide(k, job, None, now, 0.0, next_direct + job.heads_mflops) for job in active]
         if not last:
             self._time_check(k, active, reasons, now, next_direct)
-        need = [row for row, job in enumerate(active) if needs_exit(reasons[row], job.budget)]
+        need = [row for row, job in enumerate(active) if needs_exit(reasons[row], job.budget, job.progress is not None)]
         if not need:  # nobody can stop here: skip the head
             return list(range(len(active))), 0.0
 
@@ -624,6 +628,9 @@ class Engine:
                 if reason is Reason.CONTINUE and not queue_ok:
                     reason = Reason.DEADLINE
                 if reason is Reason.CONTINUE:
+                    if job.progress is not None:  # streamed: what it would answer here goes out now
+                        top = runner.top_k(probs, i, job.top_k) if job.top_k else None
+                        self._progress(job, self._record(job, k, class_id[i], confidence[i], reason, top, start))
                     job.heads_mflops = spent
                     continue
             top = runner.top_k(probs, i, job.top_k) if job.top_k else None
@@ -645,7 +652,9 @@ class Engine:
             going_on = [row for row, r in enumerate(reasons) if r is Reason.CONTINUE]
             if not going_on:
                 return
-            reading = sum(needs_exit(r, job.budget) for r, job in zip(reasons, active, strict=True))
+            reading = sum(
+                needs_exit(r, job.budget, job.progress is not None) for r, job in zip(reasons, active, strict=True)
+            )
             predicted = profile.predict(k + 1, len(going_on), quantile, self._cold)
             if reading:
                 predicted += profile.predict_head(k, reading, quantile, self._cold)
@@ -695,9 +704,18 @@ class Engine:
     def _answer(
         self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float
     ) -> None:
+        answer = self._record(job, exit_index, class_id, confidence, reason, top, started)
+        channel = self._settle(job.future, answer=answer, wake=False)
+        if channel is not None:
+            self._unwoken.add(channel)
+
+    def _record(
+        self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float
+    ) -> Answer:
+        """What `job` gets from exit `exit_index` now: its answer, or (reason CONTINUE) a streamed partial one."""
         now = self.clock()
         deadline = job.budget.deadline
-        answer = Answer(
+        return Answer(
             class_id=int(class_id),
             confidence=float(confidence),
             exit_index=exit_index,
@@ -711,7 +729,23 @@ class Engine:
             top_k=top,
             runner=self.runner,
         )
-        channel = self._settle(job.future, answer=answer, wake=False)
+
+    def _progress(self, job: Job, partial: Answer) -> None:
+        """Inference thread: hand a streamed job's partial answer to its sink, without settling the job.
+        It goes out with this exit's answers (`_wake_loops`), before the job's own answer."""
+        future, sink = job.future, job.progress
+        assert sink is not None
+        if not isinstance(future, asyncio.Future):  # a Reply (the inference process): its sink sends it up
+            sink(partial)
+            if self._deliver is not None:
+                self._undelivered = True
+            return
+
+        def forward() -> None:
+            if not future.done():  # the client may have gone away meanwhile
+                sink(partial)
+
+        channel = self._post(future.get_loop(), forward, wake=False)
         if channel is not None:
             self._unwoken.add(channel)
 
@@ -743,13 +777,17 @@ class Engine:
             else:
                 future.set_result(answer)
 
-        loop = future.get_loop()
+        return self._post(future.get_loop(), settle, wake)
+
+    def _post(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None], wake: bool) -> LoopChannel | None:
+        """Run `callback` on `loop` (from any thread): through its channel, woken now or by `_wake_loops`
+        (returns the channel), or else through call_soon_threadsafe (returns None)."""
         channel = self._channels.get(loop)
         if channel is None or channel.closed:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-                loop.call_soon_threadsafe(settle)
+                loop.call_soon_threadsafe(callback)
             return None
-        channel.post(settle)
+        channel.post(callback)
         if wake:
             channel.wake()
         return channel

@@ -100,6 +100,7 @@ class EngineProcess:
         self.error: BaseException | None = None
         self._pending: dict[int, asyncio.Future] = {}  # sent and not answered yet: queued or running in the child
         self._urgency: dict[int, float] = {}  # their deadlines (inf: none), for admission
+        self._sinks: dict[int, Any] = {}  # the streamed ones' progress sinks (Job.progress), fed from "progress"
         self._arriving = 0  # requests being read and decoded
         self._ids = itertools.count()
         self._closed = False
@@ -218,6 +219,9 @@ class EngineProcess:
                   "max_mflops": budget.max_mflops, "min_confidence": budget.min_confidence, "received": job.received,
                   "top_k": job.top_k, "front": dataclasses.astuple(front), "out_s": job.out_s,
                   "coming": job.coming}  # fmt: skip
+        if job.progress is not None:  # streamed: the child reads every exit's head and sends each one up
+            header["stream"] = True
+            self._sinks[job_id] = job.progress
         self._send(header, tensor.numpy().tobytes())
 
     def cancel(self, job: Job) -> None:
@@ -226,6 +230,7 @@ class EngineProcess:
         if job.wire_id is None or self._pending.pop(job.wire_id, None) is None:
             return
         self._urgency.pop(job.wire_id, None)
+        self._sinks.pop(job.wire_id, None)
         if not job.future.done():
             job.future.set_exception(ClientGoneError("the client disconnected"))
         self._send({"kind": "cancel", "id": job.wire_id})
@@ -286,9 +291,15 @@ class EngineProcess:
         kind = message[0]
         if kind == "events":
             self._replay_later(message[1])  # behind the replays of answers read just before: events stay in order
+        elif kind == "progress":  # ("progress", id, partial answer, events): a streamed job went on from an exit
+            future, sink = self._pending.get(message[1]), self._sinks.get(message[1])
+            if future is not None and sink is not None and not future.done():
+                sink(message[2])
+            self._replay_later(message[-1])
         elif kind in ("answer", "fail"):  # ("answer", id, answer, events) or ("fail", id, error name, text, events)
             job_id, events = message[1], message[-1]
             self._urgency.pop(job_id, None)
+            self._sinks.pop(job_id, None)
             future = self._pending.pop(job_id, None)
             if not self._pending:
                 self._idle_since = self.clock()
@@ -440,7 +451,7 @@ class EngineProcess:
         return None
 
     def _fail_all(self, error: BaseException) -> None:
-        pending, self._pending, self._urgency = self._pending, {}, {}
+        pending, self._pending, self._urgency, self._sinks = self._pending, {}, {}, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -481,6 +492,7 @@ class _NoChild:
         why = engine.unavailable_detail or "the inference process is not running"
         if header.get("kind") == "job":  # submit counted it as sent: take it back and refuse it
             engine._urgency.pop(header["id"], None)
+            engine._sinks.pop(header["id"], None)
             future = engine._pending.pop(header["id"], None)
             if future is not None and not future.done():
                 future.set_exception(UnavailableError(why))
@@ -588,6 +600,12 @@ class _Reply:
         """Its client went away: nothing is to be sent for it."""
         self._done = True
 
+    def progress(self, partial: Any) -> None:
+        """A streamed job went on from an exit: what it would have answered there goes up with this exit's
+        answers (the engine delivers them)."""
+        if not self._done:
+            self._uplink.hold(("progress", self.job_id, dataclasses.replace(partial, runner=None)))
+
     def settle(self, answer: Any, error: BaseException | None) -> None:
         self._done = True
         if error is None:  # the parent labels it with its own copy of the runner
@@ -635,8 +653,9 @@ class _Intake:
         budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
                         min_confidence=message["min_confidence"])  # fmt: skip
         reply = self._replies[job_id] = _Reply(job_id, self.uplink)
+        progress = reply.progress if message.get("stream") else None  # streamed: every exit's answer goes up
         job = Job(tensor, budget, message["received"], reply, top_k=message["top_k"], out_s=message.get("out_s"),
-                  coming=message.get("coming", 0))  # fmt: skip
+                  coming=message.get("coming", 0), progress=progress)  # fmt: skip
         try:
             self.engine.submit(job)
         except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:

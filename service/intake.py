@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -154,13 +154,21 @@ class Intake:
         admit(engine, budget, self.received, budget_ms, self.retry, in_front)  # before decoding: refusals stay cheap
         return budget_ms, budget
 
-    async def submit(self, data: bytes, budget: Budget, options: ClassifyOptions, arrival: Arrival) -> Job | None:
-        """Decode the image and hand the job to the engine; None if the client has left meanwhile."""
+    async def submit(
+        self,
+        data: bytes,
+        budget: Budget,
+        options: ClassifyOptions,
+        arrival: Arrival,
+        progress: Callable[[Answer], None] | None = None,
+    ) -> Job | None:
+        """Decode the image and hand the job to the engine; None if the client has left meanwhile.
+        `progress`: a streamed request's sink for every exit it goes on from (service.engine.Job)."""
         started = self.service.engine.clock()
         tensor = await self.decode(data)
         if self.gone:
             return None
-        job = self.hand_over(tensor, budget, options.top_k, arrival)
+        job = self.hand_over(tensor, budget, options.top_k, arrival, progress)
         self.observe_decode(started)
         return job
 
@@ -182,10 +190,18 @@ class Intake:
         """The client has disconnected: no work for nobody."""
         return arrival_of(self.request.scope).gone
 
-    def hand_over(self, tensor: torch.Tensor, budget: Budget, top_k: int | None, arrival: Arrival | None) -> Job:
+    def hand_over(
+        self,
+        tensor: torch.Tensor,
+        budget: Budget,
+        top_k: int | None,
+        arrival: Arrival | None,
+        progress: Callable[[Answer], None] | None = None,
+    ) -> Job:
         """Hand one input tensor to the engine as a job (ApiError when the engine refuses it)."""
         service, engine = self.service, self.service.engine
-        job = Job(tensor, budget, self.received, asyncio.get_running_loop().create_future(), top_k=top_k)
+        future = asyncio.get_running_loop().create_future()
+        job = Job(tensor, budget, self.received, future, top_k=top_k, progress=progress)
         # its answer waits for the loop to read the requests begun after it: the engine plans for that
         job.coming = service.others_in_front(fallback=0)
         # and never below two turns of the loop that kept its handler waiting: its answer waits on the same loop

@@ -26,6 +26,7 @@ from service.routes import router
 from service.settings import Settings
 from service.shutdown import install_drain
 from service.state import build_service
+from service.stream_routes import router as stream_router
 from service.v2.routes import router as v2_router
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(stream_router)  # POST /v1/classify/stream: server-sent events, one per exit
     app.include_router(v2_router)  # the Open Inference Protocol (KServe v2)
     if settings.admin_token is not None:
         app.include_router(admin.router)

@@ -48,8 +48,21 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_limits(schema: dict[str, Any], limits: dict[str, float | None]) -> None:
-    """Write `limits` (max_budget_ms, max_budget_mflops, num_classes) into the classify request body."""
-    content = schema["paths"]["/v1/classify"]["post"]["requestBody"]["content"]
+    """Write `limits` (max_budget_ms, max_budget_mflops, num_classes) into the classify request bodies."""
+    for path in ("/v1/classify", "/v1/classify/stream"):  # the stream takes the same body
+        operation = schema["paths"].get(path, {}).get("post")
+        if operation is not None:
+            _limit_body(operation["requestBody"]["content"], limits)
+    raw = schema["paths"].get("/v1/classify/raw", {}).get("post")
+    if raw is not None:  # the same options as query parameters: plain values (never null), same caps
+        caps = {"budget_ms": "max_budget_ms", "budget_mflops": "max_budget_mflops", "top_k": "num_classes"}
+        for parameter in raw.get("parameters", []):
+            parameter["schema"] = _without_null(parameter["schema"])
+            if parameter["name"] in caps:
+                _cap(parameter["schema"], limits.get(caps[parameter["name"]]))
+
+
+def _limit_body(content: dict[str, Any], limits: dict[str, float | None]) -> None:
     form = content["multipart/form-data"]["schema"]
     body = content["application/json"]["schema"]
     for props in (form["properties"], body["properties"]):
@@ -61,13 +74,6 @@ def apply_limits(schema: dict[str, Any], limits: dict[str, float | None]) -> Non
             form["properties"][name] = _without_null(prop)
     form["additionalProperties"] = False
     body["properties"]["image"]["pattern"] = BASE64_PATTERN
-    raw = schema["paths"].get("/v1/classify/raw", {}).get("post")
-    if raw is not None:  # the same options as query parameters: plain values (never null), same caps
-        caps = {"budget_ms": "max_budget_ms", "budget_mflops": "max_budget_mflops", "top_k": "num_classes"}
-        for parameter in raw.get("parameters", []):
-            parameter["schema"] = _without_null(parameter["schema"])
-            if parameter["name"] in caps:
-                _cap(parameter["schema"], limits.get(caps[parameter["name"]]))
 
 
 def install_openapi(app: FastAPI, limits: Callable[[], tuple[object, dict[str, float | None]]]) -> None:

@@ -12,7 +12,8 @@ Exit 0 is never subject to the policy: it always runs, so every accepted request
 
 The engine decides once before it reads exit k's head (confidence not known yet) and reads the
 head only for the requests that may stop there (`needs_exit`); a request that goes on anyway would
-throw that head's answer away. Those it read are decided again with their confidence.
+throw that head's answer away, unless it is streamed (POST /v1/classify/stream: every exit's answer
+goes out). Those it read are decided again with their confidence.
 
 Requests waiting in the queue come first: a batch does not go deeper when that step would cost the
 most urgent waiting request its first exit (`queue_allows`); its requests then stop with reason
@@ -79,10 +80,11 @@ def decide(
     return Reason.CONTINUE
 
 
-def needs_exit(reason: Reason, budget: Budget) -> bool:
+def needs_exit(reason: Reason, budget: Budget, streamed: bool = False) -> bool:
     """Whether exit k's head must be read for a request decided `reason` before reading it: it stops
-    here, or its confidence there may stop it. A request that only goes on needs no answer here."""
-    return reason is not Reason.CONTINUE or budget.min_confidence is not None
+    here, its confidence there may stop it, or it is streamed (its client gets every exit's answer).
+    A request that only goes on needs no answer here."""
+    return streamed or reason is not Reason.CONTINUE or budget.min_confidence is not None
 
 
 def queue_allows(

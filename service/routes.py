@@ -22,6 +22,7 @@ from service.admission import idle_floor_s
 from service.arrival import arrival_of
 from service.base64_image import decode_base64_image
 from service.bodies import read_limited
+from service.classify_answer import classify_response
 from service.engine import (
     Arrival,
     ClientGoneError,
@@ -33,7 +34,6 @@ from service.engine import (
 from service.errors import ApiError, field_errors, summary
 from service.intake import (
     Intake,
-    as_sent,
     classify_request,
     engine_refusal,
     refuse_unless_serving,
@@ -47,7 +47,6 @@ from service.schemas import (
     ExitInfo,
     LatencyStats,
     ModelInfo,
-    TopK,
 )
 from service.state import ServiceState
 
@@ -72,7 +71,7 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
-def _openapi_body() -> dict[str, Any]:
+def openapi_body() -> dict[str, Any]:
     options = ClassifyOptions.model_json_schema()["properties"]
     return {
         "requestBody": {
@@ -227,7 +226,7 @@ async def _parse_multipart(
         "`budget_ms` (from when it received the request), `budget_mflops` and `min_confidence`."
     ),
     responses=_error_responses(400, 413, 415, 422, 503),
-    openapi_extra=_openapi_body(),
+    openapi_extra=openapi_body(),
 )
 async def classify(request: Request) -> ClassifyResponse:
     return await _serve(request, raw=False)
@@ -256,7 +255,7 @@ async def _serve(request: Request, raw: bool) -> ClassifyResponse:
         return await _classify(request, service, received.at, received.arrival, raw, received.lag_s)
 
 
-async def _read_form_or_json(request: Request, settings: Any) -> bytes:
+async def read_form_or_json(request: Request, settings: Any) -> bytes:
     """/v1/classify: the body of a multipart form or a JSON request, read from the network."""
     media_type = _media_type(request)
     if media_type not in ("multipart/form-data", "application/json"):
@@ -270,7 +269,7 @@ async def _read_form_or_json(request: Request, settings: Any) -> bytes:
     return await _read_body(request, settings.max_body_bytes)
 
 
-async def _parse_form_or_json(
+async def parse_form_or_json(
     request: Request, body: bytes, service: ServiceState, context: dict[str, Any]
 ) -> tuple[bytes, ClassifyOptions]:
     """/v1/classify: the image and the options from the body of a multipart form or a JSON request."""
@@ -304,7 +303,7 @@ async def _read_raw_image(request: Request, max_bytes: int) -> bytes:
 async def _classify(
     request: Request, service: ServiceState, received: float, arrival: Arrival, raw: bool, lag_s: float
 ) -> ClassifyResponse:
-    settings, engine, runner = service.settings, service.engine, service.runner
+    settings, engine = service.settings, service.engine
     retry = refuse_unless_serving(service)  # before reading the body: under overload a refusal costs next to nothing
     context = validation_context(service)
     intake = Intake(service, request, received, retry, lag_s)
@@ -316,9 +315,9 @@ async def _classify(
         async with service.reading():
             job = await intake.submit(data, budget, options, arrival)
     else:
-        body = await _read_form_or_json(request, settings)
+        body = await read_form_or_json(request, settings)
         async with service.reading():  # one request's parsing and decoding at a time: see ServiceState.reading
-            data, options = await _parse_form_or_json(request, body, service, context)
+            data, options = await parse_form_or_json(request, body, service, context)
             budget_ms, budget = intake.admit(options)
             job = await intake.submit(data, budget, options, arrival)
     if job is None:  # the client left while it was read: no work for nobody
@@ -339,30 +338,7 @@ async def _classify(
         forget()
         service.submitted -= 1
 
-    runner = answer.runner or runner  # the model that answered, even if a reload swapped it meanwhile
-    classes = runner.classes
-    top_k = answer.top_k and [TopK(label=classes[c], class_id=c, confidence=p) for c, p in answer.top_k]
-    # the answer as the client gets it: latency from the request's first byte to its response, made now
-    sent = as_sent(answer, budget, received, engine.clock())
-    intake.observe_out(answer, sent.latency_s)  # the engine keeps room before deadlines for the way out
-    answer = sent
-    service.metrics.safely(lambda: service.metrics.answered(answer, budget))
-    return ClassifyResponse(
-        label=classes[answer.class_id],
-        class_id=answer.class_id,
-        confidence=answer.confidence,
-        exit=answer.exit_index,
-        exit_name=runner.model.exit_names[answer.exit_index],
-        num_exits=runner.num_exits,
-        mflops=answer.mflops,
-        latency_ms=round(answer.latency_s * 1e3, 4),
-        queue_ms=round(answer.queue_s * 1e3, 4),
-        budget_ms=budget_ms,
-        budget_mflops=options.budget_mflops,
-        budget_met=answer.budget_met,
-        stopped_by=answer.reason.value,
-        top_k=top_k,
-    )
+    return classify_response(intake, answer, budget, budget_ms, options.budget_mflops)
 
 
 @router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")
