@@ -26,6 +26,7 @@ IMAGE_ERRORS = {  # the image bytes
 CONTENT_ERRORS = {
     "/v1/classify": IMAGE_ERRORS,
     "/v1/classify/raw": IMAGE_ERRORS,  # the same image, as the whole body
+    "/v1/classify/stream": IMAGE_ERRORS,  # /v1/classify's body, answered as events
     "/v1/admin/reload": {  # the directory named: not there, not a checkpoint, or not servable here
         422: {"invalid_checkpoint", "incompatible_checkpoint", "checkpoint_failed_trial"},
     },
