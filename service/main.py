@@ -19,6 +19,7 @@ import anyio
 from fastapi import FastAPI
 
 from service import admin
+from service.demo_routes import install_demo
 from service.errors import install_error_handlers
 from service.metrics import multiprocess_dir
 from service.openapi import install_openapi
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(stream_router)  # POST /v1/classify/stream: server-sent events, one per exit
     app.include_router(v2_router)  # the Open Inference Protocol (KServe v2)
+    install_demo(app)  # GET /: the demo page, its /static files and /v1/samples (not in the schema)
     if settings.admin_token is not None:
         app.include_router(admin.router)
 
