@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-fast lint install bench clean check-deploy
+.PHONY: serve test test-fast lint install bench clean check-deploy check-browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +23,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# tests/deploy needs real prometheus/promtool binaries: it runs in `make check-deploy`
+# tests/deploy needs real prometheus/promtool binaries: it runs in `make check-deploy`; tests/browser a real
+# Chromium: `make check-browser`
 test: lint
-	$(BIN)/python -m pytest -q --ignore=tests/deploy
+	$(BIN)/python -m pytest -q --ignore=tests/deploy --ignore=tests/browser
 
 # The inner loop: `make test` without the tests marked `slow` (real servers and processes: tests/e2e, the CLI in a
 # subprocess, torchrun, the benchmark runs; pyproject.toml registers the marker). CI runs `make test`.
 test-fast: lint
-	$(BIN)/python -m pytest -q --ignore=tests/deploy -m "not slow"
+	$(BIN)/python -m pytest -q --ignore=tests/deploy --ignore=tests/browser -m "not slow"
 
 # Deploy checks with the real tools (README "Deploy"): static checks, then a live server scraped by a real
 # Prometheus. Needs Debian's prometheus and docker-compose (.ci/run installs them).
@@ -41,6 +42,16 @@ $(VENV)/.installed-deploy: pyproject.toml $(VENV)/.installed
 check-deploy: $(VENV)/.installed-deploy
 	VENV=$(VENV) bash scripts/check_deploy.sh
 	$(BIN)/python -m pytest -q tests/deploy
+
+# The demo page (GET /) in a real browser: Playwright (the `browser` extra) drives Debian's chromium through its
+# executable path (ELASTIC_CHROMIUM, default /usr/bin/chromium; .ci/run installs it). Never `playwright install`:
+# it downloads browsers, which cannot work offline. Rewrites docs/demo.png, the README's screenshot.
+$(VENV)/.installed-browser: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,browser]'
+	touch $@
+
+check-browser: $(VENV)/.installed-browser
+	$(BIN)/python -m pytest -q tests/browser -m browser
 
 # Benchmarks (BENCHMARKS.md): starts our server and LitServe on 127.0.0.1, runs the bounded sweep and the
 # traffic shapes (about 12-13 minutes on 2 cores at BENCH_SIZE=full) and regenerates BENCHMARKS.md and

@@ -4,6 +4,7 @@
 
 // Okabe-Ito colours (readable for colour-blind viewers), one per exit
 const EXIT_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#999999"];
+const MIN_SPAN_MS = 20000;
 
 class TimeChart {
   constructor(canvas, { windowMs = 180000, unit = "ms" } = {}) {
@@ -23,13 +24,16 @@ class TimeChart {
     ctx.clearRect(0, 0, width, height);
 
     const pad = { left: 48, right: 10, top: 10, bottom: 22 };
-    const start = now - this.windowMs;
+    // the window grows from the first point up to windowMs, so a fresh page's points are not squeezed at the edge
+    const first = Math.min(now - MIN_SPAN_MS, ...series.flatMap((s) => s.points.map((p) => p.t)));
+    const start = Math.max(now - this.windowMs, first);
+    const span = now - start;
     const visible = series.map((s) => ({ ...s, points: s.points.filter((p) => p.t >= start) }));
     const top = niceCeiling(Math.max(0, ...visible.flatMap((s) => s.points.map((p) => p.v))));
-    const x = (t) => pad.left + ((t - start) / this.windowMs) * (width - pad.left - pad.right);
+    const x = (t) => pad.left + ((t - start) / span) * (width - pad.left - pad.right);
     const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
 
-    this.axes(ctx, { width, height, pad, top, y });
+    this.axes(ctx, { width, height, pad, top, y, span });
     for (const s of visible) {
       ctx.strokeStyle = ctx.fillStyle = s.color;
       if (s.dots) {
@@ -49,7 +53,7 @@ class TimeChart {
     }
   }
 
-  axes(ctx, { width, height, pad, top, y }) {
+  axes(ctx, { width, height, pad, top, y, span }) {
     ctx.strokeStyle = "#ccc";
     ctx.fillStyle = "#333";
     ctx.lineWidth = 1;
@@ -62,7 +66,7 @@ class TimeChart {
       ctx.stroke();
       ctx.fillText(`${+v.toPrecision(3)} ${this.unit}`, 2, y(v) + 4);
     }
-    ctx.fillText(`last ${Math.round(this.windowMs / 60000)} min →  now`, width - pad.right - 140, height - 6);
+    ctx.fillText(`last ${Math.round(span / 1000)} s → now`, width - pad.right - 110, height - 6);
   }
 }
 

@@ -54,7 +54,7 @@ class LiveCharts {
       s.p50 = keep(s.p50);
       s.p99 = keep(s.p99);
     }
-    this.answers = this.answers.map((points) => points && keep(points));
+    this.answers = Array.from(this.answers, (points) => points && keep(points));
   }
 
   draw() {
@@ -65,7 +65,8 @@ class LiveCharts {
         { color: color(k), dash: [6, 4], points: s.p99 },
       ]),
     );
-    this.answersChart.draw(this.answers.map((points, k) => ({ color: color(k), dots: true, points: points || [] })));
+    // Array.from, not map: exits without answers yet are holes in the array
+    this.answersChart.draw(Array.from(this.answers, (points, k) => ({ color: color(k), dots: true, points: points || [] })));
     this.legend.replaceChildren(
       ...this.profile.map((s, k) => {
         const item = document.createElement("li");
