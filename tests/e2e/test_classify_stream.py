@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from e2e_server import serve
+from e2e_server import ServerProcess, serve
 from httpx_sse import ServerSentEvent, connect_sse
 from image_builders import png_claiming
 from PIL import Image
@@ -172,21 +174,22 @@ def metric(text: str, series: str) -> float:
 
 
 @pytest.fixture(scope="module", params=ENGINES)
-def slow_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def slow_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A tiny model on large inputs: about 40 ms per stage here, time for a client to leave between exits."""
     checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("slow") / "tiny", ["a", "b", "c"], (3, 768, 768))
     env = {"ELASTIC_ENGINE": request.param, "ELASTIC_MAX_BATCH_SIZE": "1", "ELASTIC_WARMUP_RUNS": "1",
            "ELASTIC_CALIBRATION_RUNS": "2", "ELASTIC_IDLE_REFRESH_MS": "0"}  # fmt: skip
     with serve(Path(checkpoint), env=env) as server:
-        yield server.url
+        yield server
 
 
-def test_a_client_that_leaves_mid_stream_stops_its_work(slow_server: str) -> None:
-    with httpx.Client(base_url=slow_server, timeout=60) as observer:
+def test_a_client_that_leaves_mid_stream_stops_its_work(slow_server: ServerProcess) -> None:
+    url = slow_server.url
+    with httpx.Client(base_url=url, timeout=60) as observer:
         before = observer.get("/metrics").text
         num_exits = observer.get("/v1/model").json()["num_exits"]
         last_stage = f'elastic_stage_latency_seconds_count{{stage="{num_exits - 1}"}}'
-        with httpx.Client(base_url=slow_server, timeout=60) as leaving:  # its own connection, closed on leaving
+        with httpx.Client(base_url=url, timeout=60) as leaving:  # its own connection, closed on leaving
             files = {"image": ("i", PNG, "image/png")}
             with connect_sse(leaving, "POST", STREAM, files=files) as source:
                 first = next(source.iter_sse())
@@ -205,3 +208,30 @@ def test_a_client_that_leaves_mid_stream_stops_its_work(slow_server: str) -> Non
         # and the server serves on, streams included
         events = stream(observer)
         assert events[-1].event == "final" and len(events) == num_exits
+
+
+def inference_process_of(server_pid: int) -> int:
+    """The server's inference process (a multiprocessing spawn child; not its resource tracker)."""
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("no inference process")
+
+
+def test_a_stream_whose_inference_process_dies_ends_with_an_error_event(
+    slow_server: ServerProcess, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["slow_server"] != "process":
+        pytest.skip("the thread engine has no inference process of its own")
+    child = inference_process_of(slow_server.process.pid)
+    with httpx.Client(base_url=slow_server.url, timeout=60) as client:
+        files = {"image": ("i", PNG, "image/png")}
+        with connect_sse(client, "POST", STREAM, files=files) as source:
+            events = source.iter_sse()
+            assert next(events).event == "exit"
+            os.kill(child, signal.SIGKILL)  # between exit 0 and the next one (about 40 ms each here)
+            rest = list(events)
+    assert [e.event for e in rest] == ["error"], rest
+    error = json.loads(rest[0].data)
+    assert error["error"] == "unavailable" and "inference process" in error["detail"], error
