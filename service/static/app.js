@@ -66,6 +66,8 @@ async function loadSamples() {
 
 function setUpDrop() {
   const zone = $("drop-zone");
+  // a file dropped beside the zone would make the browser leave the page to show it
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
   $("file-input").addEventListener("change", (e) => e.target.files[0] && useImage(e.target.files[0], e.target.files[0].name));
   zone.addEventListener("dragover", (e) => {
     e.preventDefault();

@@ -47,6 +47,20 @@ def classify(page: Any, budget_ms: float) -> dict[str, Any]:
     return shown
 
 
+def drop_file(page: Any, path: Path) -> None:
+    """Drop `path` on the drop zone, as a user dragging a file from the desktop would."""
+    transfer = page.evaluate_handle(
+        """([bytes, name]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], name, { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        [list(path.read_bytes()), f"dropped-{path.name}"],
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#classify:enabled")
+
+
 def tightest_budget(server_url: str) -> float:
     floor = httpx.get(server_url + "/v1/model").json()["serving"]["idle_floor_ms"]
     return max(floor * 1.5, floor + 1.0)
@@ -107,7 +121,8 @@ def test_falls_back_to_classify_without_the_stream_route(offline_page: Any, serv
         lambda route: route.fulfill(status=404, json={"error": "not_found", "detail": "Not Found"}),
     )
     open_demo(page, server_url)
-    page.set_input_files("#file-input", str(SAMPLES_DIR / "ship.jpg"))  # a file of one's own, as if dropped
+    drop_file(page, SAMPLES_DIR / "ship.jpg")
+    assert page.inner_text("#preview-name") == "dropped-ship.jpg"
     shown = classify(page, GENEROUS_MS)
     assert shown["state"] == "done", shown["status"]
     assert shown["transport"] == "classify" and shown["rows"] == 1 and shown["exit"] is not None
@@ -116,7 +131,7 @@ def test_falls_back_to_classify_without_the_stream_route(offline_page: Any, serv
 def test_a_refusal_is_shown_with_its_reason(offline_page: Any, server_url: str) -> None:
     page = offline_page.page
     open_demo(page, server_url)
-    page.click("button[data-sample=dog]")
+    page.set_input_files("#file-input", str(SAMPLES_DIR / "dog.jpg"))  # a file of one's own
     page.wait_for_selector("#classify:enabled")
     shown = classify(page, 0.01)  # far below the idle floor: 422 budget_too_small
     assert shown["state"] == "error" and "budget_too_small" in shown["status"]
