@@ -21,6 +21,7 @@ class LiveCharts {
   }
 
   async poll() {
+    if (document.hidden) return; // nobody is looking: no requests (and no access-log lines) for nothing
     let model;
     try {
       const response = await fetch("/v1/model", { cache: "no-store" });
