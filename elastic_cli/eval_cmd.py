@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON ('-' for stdout)")
     parser.add_argument("--png", type=Path, metavar="FILE", help="write the anytime curve (accuracy vs MFLOPs)")
     parser.add_argument(
-        "--write-meta", action="store_true", help="store the accuracies in the checkpoint's elastic.json"
+        "--write-meta",
+        action="store_true",
+        help="store the accuracies and the guardrail's agreement baseline in the checkpoint's elastic.json",
+    )
+    parser.add_argument(
+        "--write-agreement",
+        action="store_true",
+        help="store only the guardrail's agreement baseline in elastic.json (every other field stays as it is)",
     )
 
 
@@ -97,4 +104,21 @@ def run(args: argparse.Namespace) -> int:
         evaluation = {"data": Path(args.data).name, "split": args.split, "limit": args.limit}
         write_accuracies(path, scores, evaluation)
         log.info("stored per-exit accuracy in %s", path / "elastic.json")
+    if args.write_meta or args.write_agreement:
+        _write_agreement(path, ckpt, data.images, args, device)
     return 0
+
+
+def _write_agreement(path: Path, ckpt: Any, images: torch.Tensor, args: argparse.Namespace, device: Any) -> None:
+    """The guardrail's baseline (training.agreement): a second pass over the same images."""
+    from training.agreement import agreement_table, exit_outputs, write_agreement
+
+    meta = ckpt.meta
+    temperatures = [float(e.get("temperature", 1.0)) for e in meta["exits"]]
+    outputs = exit_outputs(ckpt.model, images, meta["mean"], meta["std"], temperatures, args.batch_size, device)
+    table = agreement_table(outputs)
+    provenance = {"data": Path(args.data).name, "split": args.split, "limit": args.limit}
+    write_agreement(path, table, provenance)
+    overall = ", ".join(f"{e['all']:.3f}" for e in table["exits"])
+    log.info("stored the guardrail's agreement baseline in %s (all images, per exit: %s)", path / "elastic.json",
+             overall)  # fmt: skip

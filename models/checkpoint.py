@@ -144,6 +144,8 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: 'classes' must be a non-empty list")
     _check_preprocessing(path, meta)
     _check_exits(path, meta["exits"])
+    if "agreement" in meta:  # optional: checkpoints made before the guardrail have no baseline
+        _check_agreement(path, meta["agreement"], len(meta["exits"]))
     return meta
 
 
@@ -179,6 +181,36 @@ def _check_exits(path: Path, exits: Any) -> None:
         temperature = entry.get("temperature", 1.0)
         if not (_is_number(temperature) and 0 < temperature < float("inf")):
             raise CheckpointError(f"{path}: exit {k} temperature must be a positive number, got {temperature!r}")
+
+
+def _is_fraction(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def _check_agreement(path: Path, agreement: Any, num_exits: int) -> None:
+    """The guardrail's baseline (training.agreement): per exit, agreement with the final exit over all images
+    and over the images each confidence threshold stops there (null where too few)."""
+    where = f"{path}: 'agreement'"
+    if not isinstance(agreement, dict):
+        raise CheckpointError(f"{where} must be a JSON object")
+    thresholds, exits = agreement.get("thresholds"), agreement.get("exits")
+    if not (isinstance(thresholds, list) and all(_is_number(t) and 0 < t <= 1 for t in thresholds)):
+        raise CheckpointError(f"{where}: 'thresholds' must be a list of numbers in (0, 1], got {thresholds!r}")
+    if thresholds != sorted(set(thresholds)):
+        raise CheckpointError(f"{where}: 'thresholds' must be increasing, got {thresholds!r}")
+    if not (isinstance(exits, list) and len(exits) == num_exits):
+        raise CheckpointError(f"{where}: 'exits' must list one entry per exit ({num_exits})")
+    for k, entry in enumerate(exits):
+        rows = entry.get("confident") if isinstance(entry, dict) else None
+        if not (
+            _is_fraction(entry.get("all") if isinstance(entry, dict) else None)
+            and isinstance(rows, list)
+            and len(rows) == len(thresholds)
+            and all(row is None or _is_fraction(row) for row in rows)
+        ):
+            raise CheckpointError(
+                f"{where}: exit {k} needs 'all' (a fraction) and 'confident' (a fraction or null per threshold)"
+            )
 
 
 def _build_model(meta: dict[str, Any]) -> ElasticNet:
