@@ -24,6 +24,16 @@ from service.state import ServiceState
 
 router = APIRouter()
 
+# one event (OpenAPI 3.1 has a text/event-stream schema describe each event: its fields as an SSE client reads them)
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["exit", "final", "error"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the exit index"},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "one line of JSON"},
+    },
+}
 EVENTS_DOC = """`event: exit` per exit the request went on from, then `event: final`; each with `id: <exit index>`
 and `data: <one line of JSON>`. exit: {exit, exit_name, num_exits, label, class_id, confidence, top_k (if asked),
 latency_ms, mflops, final: false}. final: the /v1/classify answer plus `final: true`. `event: error`
@@ -41,7 +51,7 @@ latency_ms, mflops, final: false}. final: the /v1/classify answer plus `final: t
     ),
     response_class=Response,
     responses={
-        200: {"description": EVENTS_DOC, "content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
+        200: {"description": EVENTS_DOC, "content": {MEDIA_TYPE: {"schema": EVENT_SCHEMA}}},
         **{status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)},
     },
     openapi_extra=openapi_body(),

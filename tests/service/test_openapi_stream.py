@@ -15,5 +15,11 @@ def test_the_stream_route_is_published_with_v1s_body_and_limits() -> None:
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["budget_ms"]["maximum"] == 500.0 and form["additionalProperties"] is False
     assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
+    event = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]  # one event, as a client reads it
+    assert event["properties"]["event"]["enum"] == ["exit", "final", "error"] and event["required"] == [
+        "event",
+        "id",
+        "data",
+    ]
     for status in ("400", "413", "415", "422", "503"):
         assert list(operation["responses"][status]["content"]) == ["application/json"]
