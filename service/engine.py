@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check, way_out_s
 from service.front_costs import FrontEndCosts
+from service.guardrail import Guardrail
 from service.handoff import LoopChannel
 from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
 from service.profile import QUANTILES, LatencyProfile, calibrate
@@ -125,6 +126,9 @@ class Observer(Protocol):
     def batch(self, size: int) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def queued(self, depth: int) -> None: ...
+    # the guardrail (service.guardrail): a re-run early answer agreed with the final exit or not, and the
+    # checkpoint's calibrated agreement for a sample drawn that way (None: no baseline)
+    def agreement(self, exit_index: int, agree: bool, expected: float | None) -> None: ...
 
 
 @dataclass
@@ -163,6 +167,7 @@ class Engine:
     config: EngineConfig = field(default_factory=EngineConfig)
     observer: Observer | None = None
     clock: Callable[[], float] = time.monotonic
+    guardrail: Guardrail | None = None  # re-runs a share of early answers to the final exit while idle; None: off
 
     def __post_init__(self) -> None:
         self._heap: list[Job] = []
@@ -460,10 +465,12 @@ class Engine:
                 self._apply_swap()
                 if self._closed:
                     return None
-                if not self._sleep(self.config.idle_refresh_s):  # idle that long: keep the profile current
+                # idle that long: guardrail re-runs first while any are due, else keep the profile current
+                rerun = self.guardrail is not None and self.guardrail.pending
+                if not self._sleep(self._idle_wait(rerun)):
                     self._lock.release()
                     try:
-                        self._refresh_profile()
+                        self._rerun() if rerun else self._refresh_profile()
                     finally:
                         self._lock.acquire()
             self._apply_swap()
@@ -504,6 +511,33 @@ class Engine:
                             return
                 finally:
                     steps.close()
+        finally:
+            self._idle_since = self.clock()
+
+    def _idle_wait(self, rerun: bool) -> float | None:
+        """How long the idle inference thread sleeps before a guardrail re-run (`rerun`) or a profile refresh."""
+        refresh = self.config.idle_refresh_s
+        if not rerun:
+            return refresh
+        assert self.guardrail is not None
+        return self.guardrail.idle_s if refresh is None else min(self.guardrail.idle_s, refresh)
+
+    def _rerun(self) -> None:
+        """Inference thread, lock not held, idle: guardrail re-runs (service.guardrail), one stage at a time at
+        batch 1, until none is due or a request is queued (it waits one stage at most; the interrupted re-run
+        resumes at its next stage when the engine is idle again). Their stages are not timed into the
+        profile: its cold cells hold passes after an idle spell as a lone request meets them, and these run
+        after a few milliseconds. The profile refresh waits until no re-run is due, and its idle timer
+        starts after them."""
+        assert self.guardrail is not None
+        try:
+            while self.guardrail.pending:
+                verdict = self.guardrail.step(self.runner)
+                if verdict is not None:
+                    self._observe("agreement", verdict.exit_index, verdict.agree, verdict.expected)
+                self._take_in()
+                if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough
+                    return
         finally:
             self._idle_since = self.clock()
 
@@ -708,6 +742,8 @@ class Engine:
         channel = self._settle(job.future, answer=answer, wake=False)
         if channel is not None:
             self._unwoken.add(channel)
+        if self.guardrail is not None:  # a share of early answers is kept for a re-run while idle
+            self.guardrail.offer(self.runner, job.tensor, exit_index, class_id, reason, job.budget)
 
     def _record(
         self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float

@@ -105,7 +105,28 @@ class Metrics:
             "elastic_cancelled", "Requests whose client disconnected before the answer (their work stopped)",
             registry=r,
         )  # fmt: skip
+        self.exit_agreement = Counter(
+            "elastic_exit_agreement",
+            "Early answers re-run to the final exit by the guardrail, by exit and whether the final exit agreed",
+            ["exit", "agree"], registry=r,
+        )  # fmt: skip
+        self.exit_agreement_expected = Counter(
+            "elastic_exit_agreement_expected",
+            "Sum over the re-run early answers of the calibrated agreement for an answer drawn that way "
+            "(elastic.json 'agreement'); divided by the re-runs, the agreement to expect",
+            ["exit"], registry=r,
+        )  # fmt: skip
+        self.expected_agreement = Gauge(
+            "elastic_exit_expected_agreement",
+            "Calibrated agreement of each early exit with the final exit over all images (budget-stopped answers), "
+            "from the served checkpoint's elastic.json; absent when it has none",
+            ["exit"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
         # create every series up front so dashboards see zeros rather than gaps
+        for k in range(num_exits - 1):  # only early answers are re-run
+            for agree in ("true", "false"):
+                self.exit_agreement.labels(exit=str(k), agree=agree)
+            self.exit_agreement_expected.labels(exit=str(k))
         for k in range(num_exits):
             self.exit_latency.labels(exit=str(k))
             self.stage_latency.labels(stage=str(k))
@@ -136,6 +157,24 @@ class Metrics:
         self.requests.labels(exit=exit_label, outcome="met" if answer.budget_met else "missed").inc()
         if answer.slack_s is not None:
             self.slack.observe(answer.slack_s)
+
+    def agreement(self, exit_index: int, agree: bool, expected: float | None) -> None:
+        """The guardrail re-ran an early answer to the final exit (service.guardrail)."""
+        exit_label = str(exit_index)
+        self.exit_agreement.labels(exit=exit_label, agree="true" if agree else "false").inc()
+        if expected is not None:
+            self.exit_agreement_expected.labels(exit=exit_label).inc(expected)
+
+    def set_expected_agreement(self, table: dict | None) -> None:
+        """The served checkpoint's calibrated agreement per early exit (its elastic.json 'agreement', over all
+        images); no series without one. At start-up and after a hot reload."""
+
+        def update() -> None:
+            self.expected_agreement.clear()
+            for k, entry in enumerate((table or {"exits": []})["exits"][:-1]):
+                self.expected_agreement.labels(exit=str(k)).set(entry["all"])
+
+        self.safely(update)
 
     def engine_restarted(self) -> None:
         """The process engine started a new inference process after its child exited (event loop)."""

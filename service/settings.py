@@ -96,6 +96,11 @@ class Settings(BaseModel):
     gil_switch_interval_ms: float = Field(
         0.1, gt=0, le=100, allow_inf_nan=False, description="sys.setswitchinterval for the whole process"
     )
+    guardrail_share: float = Field(
+        0.01, ge=0, le=1, allow_inf_nan=False,
+        description="share of early answers re-run to the final exit while the engine is idle, their agreement "
+        "counted per exit (service.guardrail); 0: off",
+    )  # fmt: skip
     warmup_runs: int = Field(3, ge=0, le=1000)
     calibration_runs: int = Field(20, ge=1, le=10_000)
 

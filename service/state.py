@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import numpy as np
 import torch
 from PIL import Image
 
@@ -22,6 +23,7 @@ from service.arrival import open_requests
 from service.cpu_placement import plan_here
 from service.engine import Engine, EngineConfig
 from service.engine_process import EngineProcess
+from service.guardrail import make_guardrail
 from service.imaging import finish_image, open_image
 from service.metrics import Metrics
 from service.profile import LatencyProfile, batch_buckets
@@ -117,13 +119,14 @@ class ServiceState:
         self.checkpoint_path, self.runner, self.profile = path, runner, profile
         self.metrics.safely(self.metrics.model_info.clear)  # one elastic_model_info series: the current model
         self.metrics.set_model(self.model_name, path.name, self.device, runner.num_exits)
+        self.metrics.set_expected_agreement(runner.meta.get("agreement"))
 
     def open(self, data: bytes) -> Image.Image:
         """Image bytes → an opened image, its header checked against the limits (nothing decoded yet)."""
         return open_image(data, self.settings.max_image_pixels)
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """An opened image → model input tensor. Blocking for large images: run those in a worker thread."""
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """An opened image → the model's input (C, H, W float32). Blocking for large images: run those in a thread."""
         runner = self.runner
         return runner.preprocess(finish_image(image, channels=runner.channels, min_side=runner.min_side))
 
@@ -161,6 +164,7 @@ def build_service(settings: Settings) -> ServiceState:
     runner, profile = load_model(settings, path, torch.device("cpu") if settings.engine == "process" else device)
     metrics = Metrics(runner.num_exits)
     metrics.set_model(str(runner.meta["arch"]["name"]), path.name, str(device), runner.num_exits)
+    metrics.set_expected_agreement(runner.meta.get("agreement"))
     config = EngineConfig(
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1e3,
@@ -180,7 +184,7 @@ def build_service(settings: Settings) -> ServiceState:
         placement = plan_here(settings.cpu_placement, settings.torch_threads)
         engine = EngineProcess(settings.to_env(), profile, config, metrics, placement)
     else:
-        engine = Engine(runner, profile, config, observer=metrics)
+        engine = Engine(runner, profile, config, observer=metrics, guardrail=make_guardrail(settings.guardrail_share))
     service = ServiceState(
         settings=settings,
         checkpoint_path=path,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -79,8 +80,31 @@ def elastic_server_two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def prometheus(elastic_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus scraping `elastic_server` every second, with our alert rules loaded."""
+    with prometheus_scraping(elastic_server, tmp_path_factory.mktemp("prometheus")) as base:
+        yield base
+
+
+# the guardrail re-runs every early answer (tests/deploy/test_deploy_guardrail.py)
+GUARDRAIL_ENV = {**SERVER_ENV, "ELASTIC_GUARDRAIL_SHARE": "1"}
+
+
+@pytest.fixture(scope="module")
+def guardrail_server() -> Iterator[str]:
+    with serve(env=GUARDRAIL_ENV, args=["--no-access-log"], ready_timeout=SERVER_START_TIMEOUT_S) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def guardrail_prometheus(guardrail_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping `guardrail_server` every second, with our alert rules loaded."""
+    with prometheus_scraping(guardrail_server, tmp_path_factory.mktemp("prometheus")) as base:
+        yield base
+
+
+@contextmanager
+def prometheus_scraping(target: str, tmp: Path) -> Iterator[str]:
+    """A real Prometheus scraping `target` every second with our alert rules loaded, in `tmp`; yields its URL."""
     binary = require_binary("prometheus")
-    tmp = tmp_path_factory.mktemp("prometheus")
     config = {
         "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
         "rule_files": [str(RULES)],
@@ -89,7 +113,7 @@ def prometheus(elastic_server: str, tmp_path_factory: pytest.TempPathFactory) ->
             {
                 "job_name": "elastic",
                 "scrape_timeout": f"{SCRAPE_INTERVAL_S}s",
-                "static_configs": [{"targets": [elastic_server.removeprefix("http://")]}],
+                "static_configs": [{"targets": [target.removeprefix("http://")]}],
             }
         ],
     }
