@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchmarks.dataset import Sample
@@ -24,7 +25,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def serving_pass(runner: ModelRunner, tensors: list[torch.Tensor], k: int) -> list[int]:
+def serving_pass(runner: ModelRunner, tensors: list[np.ndarray], k: int) -> list[int]:
     """What the engine does for a batch that stops at exit k: copy, stages 0..k, head k. Class ids."""
     features = runner.batch(tensors)
     for index in range(k + 1):
@@ -32,11 +33,11 @@ def serving_pass(runner: ModelRunner, tensors: list[torch.Tensor], k: int) -> li
     return runner.read_exit(k, features)[2]
 
 
-def make_decoder(runner: ModelRunner) -> Callable[[bytes], torch.Tensor]:
-    """Image bytes → input tensor, as the server's `prepare` does it (its decoder and limits)."""
+def make_decoder(runner: ModelRunner) -> Callable[[bytes], np.ndarray]:
+    """Image bytes → the model's input, as the server's `prepare` does it (its decoder and limits)."""
     max_pixels = Settings.from_env({}).max_image_pixels
 
-    def decode(data: bytes) -> torch.Tensor:
+    def decode(data: bytes) -> np.ndarray:
         image = decode_image(data, max_pixels, channels=runner.channels, min_side=runner.min_side)
         return runner.preprocess(image)
 

@@ -49,6 +49,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.admission import Ahead, FrontEnd, check, way_out_s
 from service.cpu_placement import Placement, pin_this_process
 from service.engine import (
@@ -213,7 +215,7 @@ class EngineProcess:
         job_id = job.wire_id = next(self._ids)
         self._pending[job_id] = job.future
         self._urgency[job_id] = job.budget.urgency
-        tensor = job.tensor.float().contiguous()
+        tensor = np.ascontiguousarray(job.tensor, dtype=np.float32)  # a NumPy array, or a CPU tensor
         budget = job.budget
         header = {"kind": "job", "id": job_id, "shape": list(tensor.shape), "deadline": budget.deadline,
                   "max_mflops": budget.max_mflops, "min_confidence": budget.min_confidence, "received": job.received,
@@ -222,7 +224,7 @@ class EngineProcess:
         if job.progress is not None:  # streamed: the child reads every exit's head and sends each one up
             header["stream"] = True
             self._sinks[job_id] = job.progress
-        self._send(header, tensor.numpy().tobytes())
+        self._send(header, tensor.tobytes())
 
     def cancel(self, job: Job) -> None:
         """The client went away: fail its future here and tell the child to drop the job (from its queue,

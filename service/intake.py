@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
-import torch
+import numpy as np
 from fastapi import Request
 
 from service.admission import way_out_s
@@ -172,8 +172,8 @@ class Intake:
         self.observe_decode(started)
         return job
 
-    async def decode(self, data: bytes) -> torch.Tensor:
-        """Image bytes → the model's input tensor; small images on the event loop, larger ones in a worker
+    async def decode(self, data: bytes) -> np.ndarray:
+        """Image bytes → the model's input (C, H, W float32); small images on the event loop, larger ones in a worker
         thread (ApiError 4xx for bytes that are not a usable image)."""
         service = self.service
         try:
@@ -192,13 +192,13 @@ class Intake:
 
     def hand_over(
         self,
-        tensor: torch.Tensor,
+        tensor: np.ndarray,
         budget: Budget,
         top_k: int | None,
         arrival: Arrival | None,
         progress: Callable[[Answer], None] | None = None,
     ) -> Job:
-        """Hand one input tensor to the engine as a job (ApiError when the engine refuses it)."""
+        """Hand one model input to the engine as a job (ApiError when the engine refuses it)."""
         service, engine = self.service, self.service.engine
         future = asyncio.get_running_loop().create_future()
         job = Job(tensor, budget, self.received, future, top_k=top_k, progress=progress)

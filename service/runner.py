@@ -37,7 +37,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from models.checkpoint import Checkpoint
 from models.elastic import ElasticNet, Features
-from models.transforms import eval_transform
+from service.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ class ModelRunner:
         self.direct_mflops, self.head_mflops = head_costs(self.meta)
         # per-exit softmax temperatures fitted on held-out images; checkpoints without them use 1
         self.temperatures = [float(e.get("temperature", 1.0)) for e in self.meta["exits"]]
-        self._transform = eval_transform(self.input_size, self.meta["mean"], self.meta["std"])
-        self._mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(-1, 1, 1)
-        self._std = torch.tensor(self.meta["std"], dtype=torch.float32).view(-1, 1, 1)
+        self._preprocess = Preprocessor(self.input_size, self.meta["mean"], self.meta["std"])
 
     @property
     def precision(self) -> str:
@@ -177,23 +175,18 @@ class ModelRunner:
     def min_side(self) -> int:
         return min(self.input_size[1:])
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """A decoded PIL image → the normalised (C, H, W) CPU tensor the model takes.
-
-        An image already at the model's size needs no resize or crop; it takes a direct path that
-        computes what the transform would (scale to [0, 1], then normalise) without its dispatch cost.
-        """
-        channels, height, width = self.input_size
-        if image.size == (width, height) and image.mode == ("L" if channels == 1 else "RGB"):
-            pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
-            pixels = pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
-            # the same operations as ToDtype(scale=True) + Normalize, so the same floats
-            return pixels.to(torch.float32).mul_(1.0 / 255).sub_(self._mean).div_(self._std)
-        return self._transform(image)
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """A decoded PIL image → the normalised (C, H, W) float32 array the model takes (service.preprocess:
+        evaluation's transform without torch, so that a front end needs none)."""
+        return self._preprocess(image)
 
     @torch.inference_mode()
     def batch(self, tensors: list[Any]) -> torch.Tensor:
-        stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+        """Model inputs, each (C, H, W): NumPy arrays from a front end, or tensors → one batch on the device."""
+        if isinstance(tensors[0], np.ndarray):
+            stacked = torch.from_numpy(tensors[0][None] if len(tensors) == 1 else np.stack(tensors))
+        else:
+            stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
         stacked = stacked.to(self.device, dtype=self.dtype, non_blocking=True)
         return stacked.contiguous(memory_format=self.memory_format)
 

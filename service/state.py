@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import numpy as np
 import torch
 from PIL import Image
 
@@ -124,8 +125,8 @@ class ServiceState:
         """Image bytes → an opened image, its header checked against the limits (nothing decoded yet)."""
         return open_image(data, self.settings.max_image_pixels)
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """An opened image → model input tensor. Blocking for large images: run those in a worker thread."""
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """An opened image → the model's input (C, H, W float32). Blocking for large images: run those in a thread."""
         runner = self.runner
         return runner.preprocess(finish_image(image, channels=runner.channels, min_side=runner.min_side))
 

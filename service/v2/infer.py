@@ -14,7 +14,6 @@ import contextlib
 from typing import Any
 
 import anyio
-import torch
 from fastapi import Request, Response
 from pydantic import ValidationError
 
@@ -152,7 +151,7 @@ async def _submit(
         if parsed.images is not None:
             tensors = [await intake.decode(data) for data in parsed.images]
         else:
-            tensors = list(torch.from_numpy(parsed.pixels))  # type: ignore[arg-type]
+            tensors = list(parsed.pixels)  # type: ignore[arg-type]
         if intake.gone:
             return None
         jobs: list[Job] = []

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -61,7 +62,7 @@ def cuda_checkpoint() -> Checkpoint:
     return load_checkpoint(default_checkpoint(), CUDA)
 
 
-def tensors(runner: ModelRunner, samples: list[Sample]) -> list[torch.Tensor]:
+def tensors(runner: ModelRunner, samples: list[Sample]) -> list[np.ndarray]:
     out = []
     for sample in samples:
         with Image.open(io.BytesIO(sample.data)) as image:
@@ -69,7 +70,7 @@ def tensors(runner: ModelRunner, samples: list[Sample]) -> list[torch.Tensor]:
     return out
 
 
-def every_exit(runner: ModelRunner, inputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, list[int]]]:
+def every_exit(runner: ModelRunner, inputs: list[np.ndarray]) -> list[tuple[torch.Tensor, list[int]]]:
     """(CPU probabilities, top-1 class ids) at each exit, stage by stage as the engine runs them."""
     features = runner.batch(inputs)
     out = []
