@@ -70,7 +70,7 @@ def measure(share: str, data: str, log_dir: Path) -> list[dict[str, Any]]:
 def summary(rows: list[dict[str, Any]]) -> str:
     """Median and range over the rounds, per share and point."""
     lines = [
-        "| share | load | budget ms | answers in budget: median (range) | all sent in budget | refused | re-runs (point) |",
+        "| share | load | budget ms | answers in budget: median (range) | all sent in budget | refused | re-runs |",
         "|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r["mode"], r["rate"], r["budget_ms"], r["share"]) for r in rows}, key=lambda k: (k[0], k[2], k[3]))
