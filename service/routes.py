@@ -387,6 +387,7 @@ async def model_info(service: Service) -> ModelInfo:
             "cpu_placement": None if placement is None else placement.describe(),
             "profile_quantile": settings.profile_quantile,
             "reject_unmeetable": settings.reject_unmeetable,
+            "guardrail_share": settings.guardrail_share,  # README "Guardrail"
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
         },

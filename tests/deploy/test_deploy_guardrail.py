@@ -121,9 +121,10 @@ def test_agreement_stays_near_its_calibration_on_normal_images_and_falls_on_shif
     assert shifted < normal - 0.2, (normal, shifted)
 
 
-def test_the_server_shows_the_calibrated_agreement(guardrail_server: str, expected: float) -> None:
+def test_the_server_shows_its_share_and_the_calibrated_agreement(guardrail_server: str, expected: float) -> None:
     text = httpx.get(f"{guardrail_server}/metrics", timeout=10).text
     assert f'elastic_exit_expected_agreement{{exit="0"}} {expected}' in text
+    assert httpx.get(f"{guardrail_server}/v1/model", timeout=10).json()["serving"]["guardrail_share"] == 1.0
 
 
 def test_the_alert_expression_fires_for_exit_0_on_a_real_prometheus(
