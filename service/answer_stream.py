@@ -45,7 +45,7 @@ class AnswerStream:
         self._first: Answer | asyncio.Future | None = None
         self._last_exit = 0
         self._ended = False  # the final or the error event was made: nothing left to cancel
-        self._error: ApiError | None = None  # the error event's, counted as the request's outcome on close
+        self._books: ExitStack | None = None  # the request's books (in flight, announced), open while it runs
 
     def sink(self, partial: Answer) -> None:
         """The job's progress sink (event loop): it went on from an exit; this is what it would have answered."""
@@ -68,6 +68,11 @@ class AnswerStream:
                 raise self._failure(error)
         return True
 
+    def hold(self, books: ExitStack) -> None:
+        """Keep the request's books open (service.intake.classify_request: in flight, announced to the engine)
+        until its last event is made or the stream ends."""
+        self._books = books
+
     async def events(self) -> AsyncIterator[bytes]:
         """The events, from the first update (see `opening`) to the final or error event."""
         update = self._first
@@ -82,25 +87,33 @@ class AnswerStream:
                 return
             self._ended = True
             if error is None:
-                yield self._final_event(update.result())
+                event = self._final_event(update.result())
+                self._close_books(None)
             else:
-                self._error = self._failure(error)
-                yield sse_event("error", self._last_exit, {"error": self._error.code, "detail": self._error.detail})
+                failure = self._failure(error)
+                event = sse_event("error", self._last_exit, {"error": failure.code, "detail": failure.detail})
+                self._close_books(failure)
+            yield event  # as /v1, the request leaves the books when its answer is made, before it is written
             return
 
-    def close(self, request_scope: ExitStack) -> None:
-        """The response is over: a job still running is cancelled (its client left mid-stream), then the
-        request leaves the books (`request_scope`: in flight, announced), an error event counted as its outcome."""
+    def close(self) -> None:
+        """The response is over: a job still running is cancelled (its client left mid-stream), and the
+        request leaves the books if it has not yet."""
         service = self.intake.service
         if not self._ended:
             if self.job is not None:
                 service.engine.cancel(self.job)
             service.metrics.client_gone()
-        error = self._error
+        self._close_books(None)
+
+    def _close_books(self, error: ApiError | None) -> None:
+        books, self._books = self._books, None
+        if books is None:
+            return
         if error is None:
-            request_scope.close()
-        else:  # as /v1 counts an ApiError (service.intake.counting_refusals)
-            request_scope.__exit__(type(error), error, None)
+            books.close()
+        else:  # counted as /v1 counts an ApiError (service.intake.counting_refusals)
+            books.__exit__(type(error), error, None)
 
     def _exit_event(self, partial: Answer) -> bytes:
         service = self.intake.service

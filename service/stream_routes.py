@@ -58,7 +58,7 @@ latency_ms, mflops, final: false}. final: the /v1/classify answer plus `final: t
 )
 async def classify_stream(request: Request) -> Response:
     service: ServiceState = request.app.state.service
-    with ExitStack() as request_scope:  # the request's books stay open until the stream ends (see AnswerStream.close)
+    with ExitStack() as request_scope:  # the request's books stay open until its last event (AnswerStream.hold)
         received = request_scope.enter_context(classify_request(request, service))
         retry = refuse_unless_serving(service)  # before reading the body, as /v1
         context = validation_context(service)
@@ -79,8 +79,8 @@ async def classify_stream(request: Request) -> Response:
         if not await stream.opening():  # the client left before exit 0: its work stopped (engine.cancel)
             service.metrics.client_gone()
             return Response(status_code=499)
-        held = request_scope.pop_all()
-    return EventStreamResponse(stream.events(), on_close=lambda: stream.close(held))
+        stream.hold(request_scope.pop_all())
+    return EventStreamResponse(stream.events(), on_close=stream.close)
 
 
 def _count_down(service: ServiceState) -> None:

@@ -1,7 +1,8 @@
 """POST /v1/classify/stream against the real server (uvicorn subprocess), read with a real SSE client
 (httpx-sse), in both engines: every exit's event in order then the final answer, a budget that stops it,
-a confidence target, /v1's errors before the stream opens, and a client that leaves mid-stream stops its
-work (a slow tiny checkpoint gives the test time to leave between two exits)."""
+a confidence target, /v1's errors before the stream opens, and on a slow checkpoint (time to act between
+two exits): a client that leaves mid-stream stops its work, a dying inference process ends the stream with an
+error event, an open stream counts against the in-flight limit."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from e2e_server import ServerProcess, serve
 from httpx_sse import ServerSentEvent, connect_sse
 from image_builders import png_claiming
 from PIL import Image
-from reliability_helpers import tiny_checkpoint
+
+from models.checkpoint import build_metadata, save_checkpoint
+from models.pretrained import default_checkpoint
+from models.registry import create_model
 
 ENGINES = ["process", "thread"]
 STREAM = "/v1/classify/stream"
@@ -175,13 +180,23 @@ def metric(text: str, series: str) -> float:
     return float(found.group(1))
 
 
+def slow_checkpoint(directory: Path) -> Path:
+    """resnet9 (random weights) on 320 px inputs: here about 115 ms to exit 0, then 35-50 ms a stage (4 more):
+    time for a client to leave, or another request to come, between two exits even on a busy machine."""
+    shipped = json.loads((default_checkpoint() / "elastic.json").read_text())
+    torch.manual_seed(0)
+    args = {"num_classes": 3, "head": "conv", "width": 32}
+    model = create_model("resnet9", **args).eval()
+    meta = build_metadata(model, "resnet9", args, ["a", "b", "c"], (3, 320, 320), shipped["mean"], shipped["std"])
+    return save_checkpoint(directory, model, meta)
+
+
 @pytest.fixture(scope="module", params=ENGINES)
 def slow_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A tiny model on large inputs: about 75 ms per stage here, time for a client to leave between exits
-    even on a busy machine."""
-    checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("slow") / "tiny", ["a", "b", "c"], (3, 1024, 1024))
+    checkpoint = slow_checkpoint(tmp_path_factory.mktemp("slow") / "resnet9-320")
     env = {"ELASTIC_ENGINE": request.param, "ELASTIC_MAX_BATCH_SIZE": "1", "ELASTIC_WARMUP_RUNS": "1",
-           "ELASTIC_CALIBRATION_RUNS": "2", "ELASTIC_IDLE_REFRESH_MS": "0"}  # fmt: skip
+           "ELASTIC_CALIBRATION_RUNS": "2", "ELASTIC_IDLE_REFRESH_MS": "0",
+           "ELASTIC_MAX_IN_FLIGHT": "1"}  # fmt: skip
     with serve(Path(checkpoint), env=env) as server:
         yield server
 
@@ -233,8 +248,29 @@ def test_a_stream_whose_inference_process_dies_ends_with_an_error_event(
         with connect_sse(client, "POST", STREAM, files=files) as source:
             events = source.iter_sse()
             assert next(events).event == "exit"
-            os.kill(child, signal.SIGKILL)  # between exit 0 and the next one (about 75 ms each here)
+            os.kill(child, signal.SIGKILL)  # between exit 0 and the next one (35-50 ms a stage here)
             rest = list(events)
     assert [e.event for e in rest] == ["error"], rest
     error = json.loads(rest[0].data)
     assert error["error"] == "unavailable" and "inference process" in error["detail"], error
+    deadline = time.monotonic() + 120  # its replacement gets ready for the tests after this one
+    while httpx.get(slow_server.url + "/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_an_open_stream_counts_against_the_limits(slow_server: ServerProcess) -> None:
+    # ELASTIC_MAX_IN_FLIGHT=1 here: while one stream is open, any other classify request is refused at once
+    files = {"image": ("i", PNG, "image/png")}
+    with httpx.Client(base_url=slow_server.url, timeout=60) as client, httpx.Client(base_url=slow_server.url) as other:
+        with connect_sse(client, "POST", STREAM, files=files) as source:
+            events = source.iter_sse()
+            assert next(events).event == "exit"
+            refused = [other.post(STREAM, files=files), other.post("/v1/classify", files=files)]
+            rest = list(events)
+        assert rest[-1].event == "final"
+        for response in refused:
+            assert response.status_code == 503 and response.headers["retry-after"] == "1", response.text
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()["error"] == "overloaded" and "at capacity" in response.json()["detail"]
+        assert refused[0].json() == refused[1].json()
+        assert other.post(STREAM, files=files).status_code == 200  # the stream over, the server takes the next
