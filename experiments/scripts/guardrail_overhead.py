@@ -31,8 +31,6 @@ from benchmarks.servers import elastic_command, free_port, start  # noqa: E402
 
 log = logging.getLogger("guardrail_overhead")
 CHECKPOINT = ROOT / "models/pretrained/resnet9-cifar10"
-# (mode, rate/s, budgets ms, requests): Poisson arrivals at a moderate load, and evenly spaced lone requests
-POINTS = [("open", 250, "4,5,8", 1000), ("sparse", 40, "3,5", 300)]
 _RERUNS = re.compile(r"^elastic_exit_agreement_total\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
@@ -40,14 +38,14 @@ def reruns(base_url: str) -> float:
     return sum(float(v) for v in _RERUNS.findall(httpx.get(f"{base_url}/metrics", timeout=10).text))
 
 
-def measure(share: str, data: str, log_dir: Path) -> list[dict[str, Any]]:
+def measure(share: str, data: str, log_dir: Path, points: list[tuple[str, int, str, int]]) -> list[dict[str, Any]]:
     port = free_port()
     env = {"ELASTIC_TORCH_THREADS": "1", "ELASTIC_GUARDRAIL_SHARE": share}
     load_before = os.getloadavg()[0]
     rows = []
     with start(f"share-{share}", [*elastic_command(CHECKPOINT, port), "--no-access-log"], port, "/readyz", log_dir,
                env) as server:  # fmt: skip
-        for mode, rate, budgets, requests in POINTS:
+        for mode, rate, budgets, requests in points:
             out = log_dir / f"load-{share}-{mode}.json"
             before = reruns(server.base_url)
             subprocess.run(
@@ -93,7 +91,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--shares", default="0,0.01,1")
     parser.add_argument("--json", type=Path)
+    # Poisson arrivals at a moderate load, and evenly spaced lone requests
+    parser.add_argument("--open-rate", type=int, default=250)
+    parser.add_argument("--open-budgets", default="4,5,8")
+    parser.add_argument("--sparse-rate", type=int, default=40)
+    parser.add_argument("--sparse-budgets", default="3,5")
     args = parser.parse_args()
+    points = [("open", args.open_rate, args.open_budgets, 1000), ("sparse", args.sparse_rate, args.sparse_budgets, 300)]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     rows: list[dict[str, Any]] = []
@@ -101,7 +105,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             shares = args.shares.split(",")
             for share in shares if round_index % 2 == 0 else shares[::-1]:  # ABC CBA: drift cancels out
-                rows += measure(share, args.data, Path(tmp))
+                rows += measure(share, args.data, Path(tmp), points)
                 log.info("round %d, share %s done (load average %.2f)", round_index + 1, share, os.getloadavg()[0])
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
