@@ -669,10 +669,10 @@ def child_main(  # pragma: no cover - runs in the child process
 ) -> None:
     """Build the ordinary service (engine in a thread) and let its inference thread read the jobs and
     send the answers itself: a request wakes one thread here, not three. The main thread handles stop,
-    reload and the idle flush of metric events. `cpus`: where this process runs (before any thread starts)."""
+    reload and the idle flush of metric events. `cpus`: where this process runs."""
     if cpus:
-        try:
-            os.sched_setaffinity(0, cpus)
+        try:  # every thread: importing this module started some already (NumPy's BLAS pool)
+            pin_this_process(frozenset(cpus))
         except OSError as err:
             log.warning("cannot pin the inference process to CPUs %s: %s", cpus, err)
     import torch
