@@ -18,14 +18,10 @@ from service.classify_answer import classify_response, top_k_of
 from service.engine import (
     Answer,
     ClientGoneError,
-    DeadlineUnmeetableError,
-    InferenceError,
     Job,
-    QueueFullError,
-    UnavailableError,
 )
 from service.errors import ApiError
-from service.intake import Intake, engine_refusal
+from service.intake import Intake, job_failure
 from service.policy import Budget
 from service.schemas import ClassifyOptions
 from service.sse import sse_event
@@ -143,9 +139,4 @@ class AnswerStream:
 
     def _failure(self, error: BaseException) -> ApiError:
         """The error /v1/classify would answer for this failure of the job."""
-        if isinstance(error, QueueFullError | UnavailableError | DeadlineUnmeetableError):
-            return engine_refusal(error, self.intake.budget_ms, self.intake.retry)
-        if isinstance(error, InferenceError):
-            return ApiError(500, "inference_failed", str(error))
-        log.error("a streamed request failed", exc_info=error)
-        return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
+        return job_failure(error, self.intake.budget_ms, self.intake.retry)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from service.engine import (
     Arrival,
     BacklogError,
     DeadlineUnmeetableError,
+    InferenceError,
     Job,
     QueueFullError,
     UnavailableError,
@@ -33,6 +35,8 @@ from service.policy import Budget
 from service.schemas import ClassifyOptions
 from service.settings import Settings
 from service.state import ServiceState
+
+log = logging.getLogger(__name__)
 
 INLINE_DECODE_PIXELS = 128 * 128  # images up to this size are decoded on the event loop
 # an answer needs two turns of the event loop (its pipe read, then its handler), each as long as the one
@@ -253,6 +257,21 @@ def engine_refusal(
     if isinstance(err, UnavailableError):
         return ApiError(503, "unavailable", str(err), headers=retry, outcome="rejected")
     return refusal(budget_ms, err, retry)
+
+
+# what a handed-over job may fail with that has an answer of its own (`job_failure`)
+JOB_FAILURES = (QueueFullError, UnavailableError, DeadlineUnmeetableError, InferenceError)
+
+
+def job_failure(err: BaseException, budget_ms: float | None, retry: dict[str, str]) -> ApiError:
+    """What a client is answered when its job failed: the engine's refusal, or the inference's failure (any
+    other error is a bug: logged, and answered as one)."""
+    if isinstance(err, QueueFullError | UnavailableError | DeadlineUnmeetableError):
+        return engine_refusal(err, budget_ms, retry)
+    if isinstance(err, InferenceError):
+        return ApiError(500, "inference_failed", str(err))
+    log.error("a request failed", exc_info=err)
+    return ApiError(500, "internal_error", "the server failed on this request; it has been logged")
 
 
 def refusal(budget_ms: float | None, err: DeadlineUnmeetableError, retry: dict[str, str]) -> ApiError:

@@ -26,16 +26,13 @@ from service.classify_answer import classify_response
 from service.engine import (
     Arrival,
     ClientGoneError,
-    DeadlineUnmeetableError,
-    InferenceError,
-    QueueFullError,
-    UnavailableError,
 )
 from service.errors import ApiError, field_errors, summary
 from service.intake import (
+    JOB_FAILURES,
     Intake,
     classify_request,
-    engine_refusal,
+    job_failure,
     refuse_unless_serving,
     validation_context,
 )
@@ -330,10 +327,8 @@ async def _classify(
     except ClientGoneError:  # nobody to answer: its work stopped (engine.cancel)
         service.metrics.client_gone()
         return Response(status_code=499)
-    except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
-        raise engine_refusal(err, budget_ms, retry) from None
-    except InferenceError as err:
-        raise ApiError(500, "inference_failed", str(err)) from None
+    except JOB_FAILURES as err:
+        raise job_failure(err, budget_ms, retry) from None
     finally:
         forget()
         service.submitted -= 1

@@ -22,18 +22,15 @@ from service.bodies import read_limited
 from service.engine import (
     Answer,
     ClientGoneError,
-    DeadlineUnmeetableError,
-    InferenceError,
     Job,
-    QueueFullError,
-    UnavailableError,
 )
 from service.errors import ApiError, field_errors, summary
 from service.intake import (
+    JOB_FAILURES,
     Intake,
     as_sent,
     classify_request,
-    engine_refusal,
+    job_failure,
     refuse_unless_serving,
     validation_context,
 )
@@ -86,10 +83,8 @@ async def _infer(request: Request, service: ServiceState, received: float, lag_s
     except ClientGoneError:
         service.metrics.client_gone()
         return Response(status_code=499)
-    except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
-        raise engine_refusal(err, budget_ms, retry) from None
-    except InferenceError as err:
-        raise ApiError(500, "inference_failed", str(err)) from None
+    except JOB_FAILURES as err:
+        raise job_failure(err, budget_ms, retry) from None
     finally:
         forget()
         service.submitted -= 1
