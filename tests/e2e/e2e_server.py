@@ -98,3 +98,15 @@ def _wait_ready(server: ServerProcess, timeout: float) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"server not ready after {timeout:.0f}s:\n{server.log()[-4000:]}")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid`."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in out.split()]
+
+
+def inference_child(pid: int) -> int:
+    """The spawned inference process of server `pid` (multiprocessing also starts its resource tracker beside it)."""
+    (child,) = [c for c in children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return child

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from e2e_server import ServerProcess, serve
+from e2e_server import ServerProcess, inference_child, serve
 from httpx_sse import ServerSentEvent, connect_sse
 from image_builders import png_claiming
 from PIL import Image
@@ -228,21 +228,9 @@ def test_a_client_that_leaves_mid_stream_stops_its_work(slow_server: ServerProce
         assert events[-1].event == "final" and len(events) == num_exits
 
 
-def inference_process_of(server_pid: int) -> int:
-    """The server's inference process (a multiprocessing spawn child; not its resource tracker)."""
-    for task in Path(f"/proc/{server_pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return int(child)
-    raise AssertionError("no inference process")
-
-
-def test_a_stream_whose_inference_process_dies_ends_with_an_error_event(
-    slow_server: ServerProcess, request: pytest.FixtureRequest
-) -> None:
-    if request.node.callspec.params["slow_server"] != "process":
-        pytest.skip("the thread engine has no inference process of its own")
-    child = inference_process_of(slow_server.process.pid)
+@pytest.mark.parametrize("slow_server", ["process"], indirect=True)  # the thread engine has no such process
+def test_a_stream_whose_inference_process_dies_ends_with_an_error_event(slow_server: ServerProcess) -> None:
+    child = inference_child(slow_server.process.pid)
     with httpx.Client(base_url=slow_server.url, timeout=60) as client:
         files = {"image": ("i", PNG, "image/png")}
         with connect_sse(client, "POST", STREAM, files=files) as source:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_server import ServerProcess, serve
+from e2e_server import ServerProcess, children, inference_child, serve
 from test_serving import JPEG, PNG, answer, classify_json, classify_multipart, classify_raw
 
 from models.pretrained import default_checkpoint
@@ -25,23 +24,12 @@ from service.front_costs import MIN_LONE_EVIDENCE, SKIP_FIRST
 TOKEN = "process-mode-admin-token"
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(line) for line in out.split()]
-
-
 def gone(pid: int) -> bool:
     """The process has exited (a zombie waiting to be reaped counts as exited)."""
     try:
         return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     except FileNotFoundError:
         return True
-
-
-def inference_child(pid: int) -> int:
-    """The spawned inference process (multiprocessing also starts its resource tracker beside it)."""
-    (child,) = [c for c in children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
-    return child
 
 
 @pytest.fixture(scope="module")
