@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.bodies import read_limited
 from service.errors import ApiError, field_errors, summary
-from service.reload import ReloadError, reload_checkpoint
+from service.reload import reload_checkpoint
+from service.reload_error import ReloadError
 from service.schemas import ErrorResponse
 from service.state import ServiceState
 

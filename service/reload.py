@@ -22,6 +22,7 @@ from PIL import Image
 from models.checkpoint import CheckpointError
 from service.engine_process import EngineProcess
 from service.profile import LatencyProfile, calibrate
+from service.reload_error import ReloadError
 from service.runner import ModelRunner
 from service.state import ServiceState, load_model
 
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 
 SWAP_TIMEOUT_S = 60.0  # the inference thread switches after its current batch; far less than this
 CHILD_RELOAD_TIMEOUT_S = 300.0  # ELASTIC_ENGINE=process: the child loads and calibrates again, then switches
-
-
-class ReloadError(Exception):
-    """The new checkpoint cannot be served; `status`/`code` are the HTTP answer."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def check_compatible(served: ModelRunner, new: ModelRunner) -> None:
