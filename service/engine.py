@@ -113,6 +113,7 @@ class Job:
     # streamed requests only: gets what each exit it goes on from would have answered (an Answer with reason
     # CONTINUE), on the future's event loop; with a Reply, in the inference thread. None: not streamed
     progress: Callable[[Answer], None] | None = None
+    source: int = 0  # which front end sent it, where several share the engine (service.engine_host)
 
     def __lt__(self, other: Job) -> bool:  # heap order: earliest deadline, then arrival
         return (self.budget.urgency, self.seq) < (other.budget.urgency, other.seq)
@@ -123,7 +124,8 @@ class Observer(Protocol):
     counted by the request handler, with the same figures its response carries."""
 
     def stage(self, index: int, batch_size: int, seconds: float) -> None: ...
-    def batch(self, size: int) -> None: ...
+    # `sources`: the front ends whose requests share the batch (service.engine_host; 1 in one process)
+    def batch(self, size: int, sources: int = 1) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def queued(self, depth: int) -> None: ...
     # the guardrail (service.guardrail): a re-run early answer agreed with the final exit or not, and the
@@ -585,7 +587,7 @@ class Engine:
         self._batches += 1
         if not batch:
             return
-        self._observe("batch", len(batch))
+        self._observe("batch", len(batch), len({job.source for job in batch}))
         active = batch
         try:
             t0 = self._step_starts(0, len(active))

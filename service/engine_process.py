@@ -39,13 +39,12 @@ import itertools
 import logging
 import multiprocessing
 import os
-import queue
-import select
 import signal
+import socket
 import threading
 import time
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +63,12 @@ from service.engine import (
     QueueFullError,
     UnavailableError,
 )
+from service.engine_host import child_main
 from service.front_costs import FrontEndCosts
-from service.pipe_writer import PipeWriter, grow_pipe, read_message
+from service.pipe_writer import PipeWriter
 from service.policy import Budget
 from service.profile import QUANTILES, LatencyProfile
+from service.reload_error import ReloadError
 from service.restart_policy import RestartPolicy
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,13 @@ class EngineProcess:
         placement: Placement | None = None,
     ):
         self.env = env  # ELASTIC_* settings for the child (Settings.to_env), which builds the same config
+        # a shared engine process to connect to (`elastic serve --workers N`, service.supervisor) rather
+        # than a child of this process's own; the supervisor restarts it, this process reconnects
+        self.connect: str | None = env.get("ELASTIC_ENGINE_SOCKET") or None
+        self.checkpoint: str | None = env.get("ELASTIC_CHECKPOINT") or None  # what the engine serves, as it said
+        # called on the event loop with the new checkpoint when the engine switched model on another
+        # front end's hot reload (or a restarted engine serves another one)
+        self.on_model: Callable[[Path], None] | None = None
         self.profile = profile  # a mirror, fed by the child's observations
         self.config = config
         self.observer = observer
@@ -112,7 +120,7 @@ class EngineProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload_lock = threading.Lock()
         self._reloaded = threading.Event()
-        self._reload_error: str | None = None
+        self._reload_result: tuple[Any, dict | None] = (None, None)  # the engine's answer to a reload
         # self-healing (event loop, except where stop takes _spawn_lock from its thread)
         self._served = False  # a child has said ready: from then on a child that exits is replaced
         self._down: str | None = None  # how the last child ended while its replacement is due or warming up
@@ -126,6 +134,14 @@ class EngineProcess:
     def start(self) -> None:
         """Spawn the child (it loads, warms up and calibrates, then says ready). Call on the event loop."""
         self._loop = asyncio.get_running_loop()
+        if self.connect is not None:  # a shared engine is never "failed for good" here: it is restarted
+            self._served = True
+            try:
+                self._writer = self._spawn()
+            except OSError as err:
+                self._writer, self._failure = _NoChild(self), f"could not be reached: {err}"
+                self._loop.call_soon(self._child_gone)
+            return
         self._writer = self._spawn()
         if self.placement is not None:
             try:
@@ -134,7 +150,9 @@ class EngineProcess:
                 log.warning("cannot pin the server to CPUs %s: %s", self.placement.describe()["server"], err)
 
     def _spawn(self) -> PipeWriter:
-        """Start a child and listen to it; returns its job pipe. Event loop."""
+        """Start a child (or connect to the shared engine) and listen to it; returns its job pipe. Event loop."""
+        if self.connect is not None:
+            return self._attach(self.connect)
         context = multiprocessing.get_context("spawn")
         # two one-way pipes: the server writes jobs with a PipeWriter (no thread hand-off while the pipe has room)
         child_inbox, to_child = context.Pipe(duplex=False)
@@ -156,12 +174,37 @@ class EngineProcess:
         child_outbox.close()
         writer = PipeWriter(os.dup(to_child.fileno()), name="elastic-engine-pipe")  # owns its copy
         to_child.close()
+        self._listen()
+        return writer
+
+    def _attach(self, path: str) -> PipeWriter:
+        """Connect to the shared engine process: hand it the far ends of two pipes (SCM_RIGHTS), jobs down
+        and answers up, the same protocol as with a child of our own."""
+        jobs_read, jobs_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5.0)
+                sock.connect(path)
+                socket.send_fds(sock, [b"front end"], [jobs_read, answers_write])
+        except OSError:
+            for fd in (jobs_write, answers_read):
+                os.close(fd)
+            raise
+        finally:
+            os.close(jobs_read)
+            os.close(answers_write)
+        self._reader = Connection(answers_read, writable=False)
+        writer = PipeWriter(jobs_write, name="elastic-engine-pipe")
+        self._listen()
+        return writer
+
+    def _listen(self) -> None:
         self._loop.add_reader(self._reader.fileno(), self._receive)
         # uvloop makes the fd non-blocking; a message larger than the pipe holds (the events of a
         # calibration) would then be read in part, and the rest lost: readable means a message has begun,
         # and the child writes the rest of it at once
         os.set_blocking(self._reader.fileno(), True)
-        return writer
 
     @property
     def accepting(self) -> bool:
@@ -239,18 +282,20 @@ class EngineProcess:
         if not self._pending:
             self._idle_since = self.clock()
 
-    def reload(self, path: Any, profile: LatencyProfile, timeout: float) -> str | None:
-        """Hot reload (blocking; not on the event loop): the child loads and calibrates `path` beside the
-        served model, then switches between two batches. `profile` becomes the mirror. None, or why not."""
+    def reload(self, path: Path, timeout: float) -> dict[str, float]:
+        """Hot reload (blocking; not on the event loop): the inference process loads `path` beside the served
+        model, checks it, runs it once and calibrates it on its own device, then switches between two batches;
+        the mirror of the profile becomes the new model's. Returns {"load_s", "calibrate_s"}; ReloadError
+        when the old model goes on serving. With a shared engine every other front end is told too."""
         with self._reload_lock:
             self._reloaded.clear()
             self._send({"kind": "reload", "path": str(path)})
             if not self._reloaded.wait(timeout):
-                return f"no answer within {timeout:.0f}s"
-            if self._reload_error is None:
-                self.profile = profile
-                self.env = {**self.env, "ELASTIC_CHECKPOINT": str(path)}  # what a restarted child loads
-            return self._reload_error
+                raise ReloadError(503, "swap_failed", f"the inference process did not answer within {timeout:.0f}s")
+            error, info = self._reload_result
+            if error is not None:
+                raise ReloadError(*error)
+            return {"load_s": info["load_s"], "calibrate_s": info["calibrate_s"]}
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Let the child answer what it holds (within `timeout`), then end it; blocking. A child that has
@@ -262,6 +307,10 @@ class EngineProcess:
         if process is not None and warming:
             process.kill()
             process.join(5.0)
+        elif self.connect is not None:  # the shared engine serves others: wait for our answers, then leave
+            deadline = time.monotonic() + (timeout or 0.0)
+            while self._pending and time.monotonic() < deadline:
+                time.sleep(0.01)
         else:
             self._send({"kind": "stop", "timeout": timeout})
         if process is not None:
@@ -311,14 +360,22 @@ class EngineProcess:
                 else:
                     future.set_exception(ERRORS.get(message[2], InferenceError)(message[3]))
             self._replay_later(events)
-        elif kind == "reloaded":
-            self._reload_error = message[1]
+        elif kind == "reloaded":  # ("reloaded", error or None, what is served, the new profile's samples)
+            if message[1] is None:
+                self._switched(message[2], message[3], tell=False)
+            self._reload_result = (message[1], message[2])
             self._reloaded.set()
-        elif kind == "ready":
-            restarted = self._served
-            if restarted:  # a replacement: its calibration, not the dead child's samples, is the mirror now
-                self.profile.clear()
-            self._replay(message[1])
+        elif kind == "model":  # ("model", what is served, its profile's samples): another front end's reload
+            self._switched(message[1], message[2], tell=True)
+        elif kind == "ready":  # ("ready", what is served, [its whole profile]): the engine's, not the last one's
+            restarted = self._served and self._down is not None
+            self.profile.clear()
+            served = message[1]["checkpoint"]
+            if self.checkpoint is None:
+                self.checkpoint = served
+            elif Path(served).resolve() != Path(self.checkpoint).resolve():  # a restarted shared engine, reloaded
+                self._switched(message[1], [], tell=True)
+            self._replay(message[2])
             with self._spawn_lock:
                 if self._standby is not None:  # a replacement's job pipe: jobs go to it from now on
                     self._writer, self._standby = self._standby, None
@@ -336,6 +393,20 @@ class EngineProcess:
             else:  # the first child never got ready: a setup problem, not for restarts to fix
                 self.error = RuntimeError(message[1])
                 log.error("the inference process failed: %s", message[1])
+
+    def _switched(self, info: dict, records: list, tell: bool) -> None:
+        """Event loop: the engine serves `info["checkpoint"]` now; the mirror starts from its profile's samples
+        (`records`), and a restarted child loads it too. `tell`: the service adopts it (`on_model`)."""
+        profile = self.profile
+        self.profile = LatencyProfile(info["num_exits"], profile.buckets, profile.window, profile.max_age_s)
+        self.profile.restore(records)
+        self.checkpoint = info["checkpoint"]
+        self.env = {**self.env, "ELASTIC_CHECKPOINT": info["checkpoint"]}  # what a restarted child loads
+        if tell and self.on_model is not None:
+            try:
+                self.on_model(Path(info["checkpoint"]))
+            except Exception:  # the engine serves it whatever this front end makes of it
+                log.exception("cannot describe the model the engine switched to (%s)", info["checkpoint"])
 
     def _replay_later(self, events: list[tuple]) -> None:
         """Replay after the handlers just woken have run: a request's response must not wait for the
@@ -357,16 +428,17 @@ class EngineProcess:
 
     def _child_gone(self) -> None:
         """Event loop: the child's pipe closed. Fail what it held; replace it unless stopping or failed for good."""
-        if self._loop is not None:
+        if self._loop is not None and self._reader is not None:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(self._reader.fileno())
-        with contextlib.suppress(OSError):
-            self._reader.close()
+        if self._reader is not None:
+            with contextlib.suppress(OSError):
+                self._reader.close()
         how = self._failure and f"failed: {self._failure}"
         self._failure = None
         if self._process is not None:
             how = how or f"exited{_exit_status(self._process)}"
-        how = how or "exited"
+        how = how or ("closed the connection" if self.connect is not None else "exited")
         with self._spawn_lock:
             closed = self._closed
         if closed or self.error is not None:  # stopping, or failed for good (the first child never got ready)
@@ -387,7 +459,7 @@ class EngineProcess:
             self._writer, self._standby = _NoChild(self), None
         for writer in writers:
             writer.close()
-        self._reload_error = f"the inference process {how}"  # a reload waiting for it: answered now
+        self._reload_result = ((503, "swap_failed", f"the inference process {how}"), None)  # a waiting reload
         self._reloaded.set()
         log.error("the inference process %s; restarting it in %.1fs (restart %d in a row)",
                   how, delay, self.restart_policy.attempt)  # fmt: skip
@@ -411,6 +483,8 @@ class EngineProcess:
                 return
         if old is not None:
             old.join(0.0)  # reap it
+        if self.connect is not None:  # reconnected: the supervisor restarted the engine, which counts that
+            return
         hook = getattr(self.observer, "engine_restarted", None)
         if hook is not None:
             try:
@@ -499,225 +573,8 @@ class _NoChild:
             if future is not None and not future.done():
                 future.set_exception(UnavailableError(why))
         elif header.get("kind") == "reload":
-            engine._reload_error = why
+            engine._reload_result = ((503, "swap_failed", why), None)
             engine._reloaded.set()
 
     def close(self) -> None:
         pass
-
-
-# -- the child --------------------------------------------------------------------------------------
-
-
-class _Recorder:
-    """The child engine's observer: every hook call is kept, to travel with the next answer."""
-
-    def __init__(self, events: list) -> None:
-        self._events = events
-
-    def __getattr__(self, hook: str) -> Any:
-        def record(*args: Any) -> None:
-            self._events.append(("metric", hook, args))
-
-        return record
-
-
-def _relay_profile(profile: LatencyProfile, events: list) -> None:
-    """Keep every observation of `profile` in `events` too, for the parent's mirror of it."""
-    for method in ("observe", "observe_head"):
-        original = getattr(profile, method)
-
-        def recording(*args: Any, _original: Any = original, _method: str = method) -> None:
-            _original(*args)
-            events.append(("profile", _method, args))
-
-        setattr(profile, method, recording)
-
-
-def _reload(service: Any, path: Path, events: list) -> str | None:  # pragma: no cover - in the child
-    """The child's half of a hot reload (the parent checked the checkpoint already). None, or why not."""
-    from service.profile import calibrate
-    from service.reload import SWAP_TIMEOUT_S
-    from service.state import load_model
-
-    try:
-        settings = service.settings
-        runner, profile = load_model(settings, path, service.runner.device)
-        _relay_profile(profile, events)
-        calibrate(profile, runner.time_pass, settings.warmup_runs, settings.calibration_runs, idle=time.sleep)
-        if not service.engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
-            return f"the inference thread did not switch within {SWAP_TIMEOUT_S:.0f}s"
-        service.adopt(path, runner, profile)
-    except Exception as err:  # the old model keeps serving
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-class _Uplink:
-    """The child's pipe to the server, shared by the inference thread (answers) and the main thread
-    (reload results, the idle flush of events): one message at a time, each carrying the events
-    recorded since the last one."""
-
-    def __init__(self, outbox: Any, events: list) -> None:
-        self._outbox, self._events = outbox, events
-        self._lock = threading.Lock()
-        self._held: list[tuple] = []  # answers stamped and not sent yet (see `deliver`)
-
-    def send(self, message: tuple, with_events: bool = True) -> None:
-        with self._lock, contextlib.suppress(OSError):  # the server is gone: nobody to tell
-            if with_events:
-                taken = self._events[:]  # appended to by the inference thread: take what is there, drop as much
-                del self._events[: len(taken)]
-                message = (*message, taken)
-            self._outbox.send(message)
-
-    def hold(self, message: tuple) -> None:
-        """Keep `message` until `deliver`: the engine stamps all answers of an exit, then sends them."""
-        with self._lock:
-            self._held.append(message)
-
-    def deliver(self) -> None:
-        with self._lock:
-            held, self._held = self._held, []
-        for message in held:
-            self.send(message)
-
-    def flush(self) -> None:
-        """What the idle refresh observes reaches the parent's profile without an answer."""
-        if self._events:
-            self.send(("events",))
-
-
-class _Reply:
-    """A job's answer, sent up the pipe by the inference thread when the engine delivers (right after
-    the exit that made it)."""
-
-    def __init__(self, job_id: int, uplink: _Uplink) -> None:
-        self.job_id, self._uplink, self._done = job_id, uplink, False
-
-    def done(self) -> bool:
-        return self._done
-
-    def drop(self) -> None:
-        """Its client went away: nothing is to be sent for it."""
-        self._done = True
-
-    def progress(self, partial: Any) -> None:
-        """A streamed job went on from an exit: what it would have answered there goes up with this exit's
-        answers (the engine delivers them)."""
-        if not self._done:
-            self._uplink.hold(("progress", self.job_id, dataclasses.replace(partial, runner=None)))
-
-    def settle(self, answer: Any, error: BaseException | None) -> None:
-        self._done = True
-        if error is None:  # the parent labels it with its own copy of the runner
-            self._uplink.hold(("answer", self.job_id, dataclasses.replace(answer, runner=None)))
-        else:
-            self._uplink.hold(("fail", self.job_id, type(error).__name__, str(error)))
-
-
-class _Intake:
-    """The child's end of the job pipe, read by the inference thread itself (`Engine.feed_from`): jobs
-    go to the engine, control messages (stop, reload) to the main thread."""
-
-    def __init__(self, fd: int, engine: Any, uplink: _Uplink, control: queue.SimpleQueue, to_tensor: Any) -> None:
-        self.fd, self.engine, self.uplink, self.control = fd, engine, uplink, control
-        self._to_tensor = to_tensor  # (raw float32 bytes, shape) → tensor: torch is imported in the child only
-        self._readable = select.poll()
-        self._readable.register(fd, select.POLLIN)
-        self._replies: weakref.WeakValueDictionary[int, _Reply] = weakref.WeakValueDictionary()  # for cancel
-
-    def drain(self) -> bool:
-        """Every message that has arrived; False once no more jobs will come (stop, or the server is gone)."""
-        while self._readable.poll(0):
-            try:
-                message, data = read_message(self.fd)
-            except (EOFError, OSError):
-                self.control.put({"kind": "stop", "timeout": 0.0})
-                return False
-            if message["kind"] == "job":
-                self._submit(message, data)
-                continue
-            if message["kind"] == "cancel":  # done without an answer: skipped in the queue, dropped from a batch
-                reply = self._replies.get(message["id"])
-                if reply is not None:
-                    reply.drop()
-                continue
-            self.control.put(message)
-            if message["kind"] == "stop":
-                return False
-        return True
-
-    def _submit(self, message: dict, data: bytes) -> None:
-        job_id = message["id"]
-        self.engine.front_from_parent = FrontEnd(*message["front"])  # the front end's costs, measured there
-        tensor = self._to_tensor(data, message["shape"])
-        budget = Budget(deadline=message["deadline"], max_mflops=message["max_mflops"],
-                        min_confidence=message["min_confidence"])  # fmt: skip
-        reply = self._replies[job_id] = _Reply(job_id, self.uplink)
-        progress = reply.progress if message.get("stream") else None  # streamed: every exit's answer goes up
-        job = Job(tensor, budget, message["received"], reply, top_k=message["top_k"], out_s=message.get("out_s"),
-                  coming=message.get("coming", 0), progress=progress)  # fmt: skip
-        try:
-            self.engine.submit(job)
-        except (QueueFullError, UnavailableError, DeadlineUnmeetableError) as err:
-            self.uplink.send(("fail", job_id, type(err).__name__, str(err)))
-
-
-def child_main(  # pragma: no cover - runs in the child process
-    inbox: Any, outbox: Any, env: dict[str, str], cpus: list[int] | None = None
-) -> None:
-    """Build the ordinary service (engine in a thread) and let its inference thread read the jobs and
-    send the answers itself: a request wakes one thread here, not three. The main thread handles stop,
-    reload and the idle flush of metric events. `cpus`: where this process runs."""
-    if cpus:
-        try:  # every thread: importing this module started some already (NumPy's BLAS pool)
-            pin_this_process(frozenset(cpus))
-        except OSError as err:
-            log.warning("cannot pin the inference process to CPUs %s: %s", cpus, err)
-    import torch
-
-    from service.settings import Settings
-    from service.state import build_service
-
-    settings = Settings.from_env({**env, "ELASTIC_ENGINE": "thread"})
-    try:
-        service = build_service(settings)
-    except Exception as err:
-        outbox.send(("failed", f"{type(err).__name__}: {err}"))
-        return
-    grow_pipe(outbox.fileno())  # room for bursts of answers while the server's event loop is busy
-    events: list = []
-    engine, profile = service.engine, service.profile
-    engine.observer = _Recorder(events)
-    _relay_profile(profile, events)
-    uplink = _Uplink(outbox, events)
-    control: queue.SimpleQueue = queue.SimpleQueue()
-
-    def to_tensor(data: bytes, shape: list[int]) -> torch.Tensor:
-        return torch.frombuffer(bytearray(data), dtype=torch.float32).view(shape)
-
-    intake = _Intake(inbox.fileno(), engine, uplink, control, to_tensor)
-    engine.feed_from(inbox.fileno(), intake.drain, uplink.deliver)
-    engine.start()
-    while not engine.ready.wait(0.5):
-        if engine.error is not None:
-            uplink.send(("failed", f"calibration failed: {engine.error}"), with_events=False)
-            return
-    uplink.send(("ready",))
-    while True:
-        try:
-            message = control.get(timeout=1.0)
-        except queue.Empty:
-            uplink.flush()
-            if engine.error is not None:  # nobody reads the jobs any more: end, so that the server fails them
-                uplink.send(("failed", f"the inference thread failed: {engine.error}"), with_events=False)
-                break
-            continue
-        if message["kind"] == "stop":
-            engine.stop(message["timeout"])
-            break
-        if message["kind"] == "reload":
-            uplink.send(("reloaded", _reload(service, Path(message["path"]), events)), with_events=False)
-    uplink.flush()
-    outbox.close()

@@ -78,6 +78,11 @@ class Metrics:
         self.batch_size = Histogram(
             "elastic_batch_size", "Requests per batch when it starts", buckets=BATCH_BUCKETS, registry=r
         )
+        self.batch_front_ends = Histogram(
+            "elastic_batch_front_ends",
+            "HTTP front ends whose requests share a batch (elastic serve --workers N: one engine batches for all)",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), registry=r,
+        )  # fmt: skip
         self.slack = Histogram(
             "elastic_budget_slack_seconds", "Time budget minus server-side latency (negative: missed)",
             buckets=SLACK_BUCKETS, registry=r,
@@ -142,8 +147,9 @@ class Metrics:
     def stage(self, index: int, batch_size: int, seconds: float) -> None:
         self.stage_latency.labels(stage=str(index)).observe(seconds)
 
-    def batch(self, size: int) -> None:
+    def batch(self, size: int, sources: int = 1) -> None:
         self.batch_size.observe(size)
+        self.batch_front_ends.observe(sources)
 
     def queue_wait(self, seconds: float) -> None:
         self.queue_wait_hist.observe(max(0.0, seconds))

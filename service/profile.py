@@ -232,6 +232,22 @@ class LatencyProfile:
                 out.append(per_bucket)
         return out
 
+    def export(self) -> list[tuple[str, int, int, float, float]]:
+        """Every sample as (part, exit, bucket, when, seconds), oldest first per cell: what `restore` takes
+        (a front end that joins a running engine starts its mirror from this; the clocks are the same)."""
+        with self._lock:
+            return [(*key, when, seconds) for key, samples in self._samples.items() for when, seconds in samples]
+
+    def restore(self, records: list[tuple[str, int, int, float, float]]) -> None:
+        """Replace every sample with `records` (from `export`); ones for cells this profile lacks are ignored."""
+        self.clear()
+        with self._lock:
+            for part, exit_index, bucket, when, seconds in records:
+                key = (part, int(exit_index), int(bucket))
+                if key in self._samples:
+                    self._samples[key].append((float(when), float(seconds)))
+                    bisect.insort(self._sorted[key], float(seconds))
+
     def clear(self) -> None:
         """Forget every sample (the process engine's mirror, before a restarted child's calibration refills it)."""
         with self._lock:

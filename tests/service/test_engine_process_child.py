@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from service.admission import FrontEnd
-from service.engine_process import child_main
+from service.engine_host import child_main
 from service.pipe_writer import PipeWriter
 
 ENV = {"ELASTIC_TORCH_THREADS": "1", "ELASTIC_WARMUP_RUNS": "0", "ELASTIC_CALIBRATION_RUNS": "2",

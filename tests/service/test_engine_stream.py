@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,8 @@ from engine_fixtures import STAGE_S, make_engine, tiny_checkpoint
 from models.checkpoint import Checkpoint
 from service.admission import FrontEnd
 from service.engine import Answer, Engine, EngineConfig, Job
-from service.engine_process import EngineProcess, _Intake, _Reply, _Uplink
+from service.engine_host import Host, _Events, _Reply, _Uplink
+from service.engine_process import EngineProcess
 from service.policy import Budget, Reason
 from service.profile import LatencyProfile
 
@@ -151,7 +153,7 @@ class FakeOutbox:
 def test_the_inference_process_sends_progress_up_before_the_answer(checkpoint: Checkpoint) -> None:
     engine, _, runner = make_engine(checkpoint)
     outbox = FakeOutbox()
-    uplink = _Uplink(outbox, [])
+    uplink = _Uplink(outbox, _Events(), [], lambda: True)
     reply = _Reply(7, uplink)
     engine._deliver = uplink.deliver  # as Engine.feed_from wires it in the inference process
     job = Job(torch.rand(3, 32, 32), Budget(), engine.clock(), reply, progress=reply.progress)
@@ -164,13 +166,14 @@ def test_the_inference_process_sends_progress_up_before_the_answer(checkpoint: C
 
 def test_the_inference_process_streams_only_the_jobs_sent_as_streamed(checkpoint: Checkpoint) -> None:
     engine, _, _ = make_engine(checkpoint)
-    intake = _Intake.__new__(_Intake)  # its job decoding alone, without a pipe
-    intake.engine, intake.uplink, intake._replies = engine, _Uplink(FakeOutbox(), []), {}
-    intake._to_tensor = lambda data, shape: torch.zeros(shape)
+    host = Host.__new__(Host)  # its job decoding alone, without a pipe
+    host.engine = engine
+    connection = SimpleNamespace(uplink=_Uplink(FakeOutbox(), _Events(), [], lambda: True), replies={}, source=1)
     header = {"id": 1, "shape": [3, 32, 32], "deadline": None, "max_mflops": None, "min_confidence": None,
               "received": 0.0, "top_k": None, "front": [0.0] * len(dataclasses.fields(FrontEnd))}  # fmt: skip
-    intake._submit(header, b"")
-    intake._submit({**header, "id": 2, "stream": True}, b"")
+    data = torch.zeros(3, 32, 32).numpy().tobytes()
+    host.submit(connection, header, data)
+    host.submit(connection, {**header, "id": 2, "stream": True}, data)
     plain, streamed = sorted(engine._heap, key=lambda j: j.seq)
     assert plain.progress is None
     assert streamed.progress is not None and streamed.progress.__self__ is streamed.future

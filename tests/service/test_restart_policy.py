@@ -185,9 +185,12 @@ def serving_engine(loop: asyncio.AbstractEventLoop, clock: FakeClock) -> tuple[E
     engine._spawn = spawn  # type: ignore[method-assign]
     engine._loop, engine._writer, engine._reader, engine._process = loop, writers[0], FakeReader(), FakeProcess()
     calibration = [("profile", "observe", (k, b, 0.004, 0.001)) for k in range(2) for b in (1, 2)]
-    engine._handle(("ready", calibration * 3))
+    engine._handle(("ready", SERVED, calibration * 3))
     assert engine.accepting and engine.profile.sample_count(0, 1) == 3
     return engine, writers
+
+
+SERVED = {"checkpoint": "/models/served", "num_exits": 2}  # what a child says it serves when ready
 
 
 def job(loop: asyncio.AbstractEventLoop) -> Job:
@@ -221,7 +224,7 @@ def test_a_dead_child_fails_its_requests_refuses_new_ones_and_is_replaced(
     run_once(loop)  # the first restart goes at once
     assert len(writers) == 2 and engine.observer.restarts == 1
     assert not engine.accepting  # warming up: its pipe is not used before it says ready
-    engine._handle(("ready", [("profile", "observe", (0, 1, 0.009, 0.001))]))
+    engine._handle(("ready", SERVED, [("profile", "observe", (0, 1, 0.009, 0.001))]))
     assert engine.accepting and not engine.restarting and engine.ready_detail is None
     assert engine.profile.sample_count(0, 1) == 1  # the mirror holds the new child's calibration only
     assert engine.profile.predict(0, 1, "p50") == pytest.approx(0.010)
@@ -246,7 +249,7 @@ def test_three_failed_restarts_within_60_s_fail_liveness(loop: asyncio.AbstractE
     )
     assert engine.error is None and engine.observer.restarts == 3
     engine._restart()
-    engine._handle(("ready", []))  # healed after all
+    engine._handle(("ready", SERVED, []))  # healed after all
     assert engine.health_detail is None and engine.accepting
 
 
