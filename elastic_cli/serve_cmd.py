@@ -38,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=env.get("ELASTIC_HOST") or "127.0.0.1", help="bind address (127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(env.get("ELASTIC_PORT") or 8000), help="port (8000)")
     parser.add_argument(
-        "--workers", type=int, default=int(env.get("ELASTIC_WORKERS") or 1), help="uvicorn worker processes (1)"
+        "--workers",
+        type=int,
+        default=int(env.get("ELASTIC_WORKERS") or 1),
+        help="HTTP front ends sharing one engine (1)",
     )
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N  [ELASTIC_DEVICE]")
     parser.add_argument("--torch-threads", type=int, help="intra-op threads, 0: torch default  [ELASTIC_TORCH_THREADS]")
@@ -104,16 +107,19 @@ def run(args: argparse.Namespace) -> int:
 
     from service.arrival import ArrivalProtocol
 
-    uvicorn.run(
-        "service.main:create_app",
-        factory=True,
-        http=ArrivalProtocol,  # budgets count from a request's first byte (service.arrival)
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=_log_config(args.log_level),
-        log_level=args.log_level,
-        access_log=not args.no_access_log,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-    )
+    options = {
+        "http": ArrivalProtocol,  # budgets count from a request's first byte (service.arrival)
+        "host": args.host,
+        "port": args.port,
+        "log_config": _log_config(args.log_level),
+        "log_level": args.log_level,
+        "access_log": not args.no_access_log,
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+    }
+    if args.workers > 1 and settings.engine == "process":  # N front ends, one engine: service.supervisor
+        from service.supervisor import Supervisor
+
+        env = {**settings.to_env(), "ELASTIC_CHECKPOINT": str(checkpoint.resolve())}  # one name in every process
+        return Supervisor(env, args.workers, options, settings.drain_timeout_s).run()
+    uvicorn.run("service.main:create_app", factory=True, workers=args.workers, **options)
     return 0

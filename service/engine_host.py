@@ -412,6 +412,7 @@ def host_main(  # pragma: no cover - runs in the engine process of `elastic serv
 ) -> None:
     """The shared inference process: front ends connect to `listener` (a Unix socket) and pass their pipes.
     SIGTERM answers what is queued, then ends it. `restarted`: it replaces one that exited."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor stops us last
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     state_file = Path(listener.getsockname() + CHECKPOINT_SUFFIX)
     with contextlib.suppress(OSError):  # a hot reload happened before: serve what it switched to

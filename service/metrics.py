@@ -52,6 +52,7 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     def __init__(self, num_exits: int, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._model_labels: tuple[str, ...] | None = None  # elastic_model_info's current series (set_model)
         r = self.registry
         if not multiprocess_dir():  # process_*, python_* as on the default registry (per-pid files can't hold them)
             ProcessCollector(registry=r)
@@ -96,7 +97,7 @@ class Metrics:
         )
         self.model_info = Gauge(
             "elastic_model_info", "The served model (value 1)",
-            ["model", "checkpoint", "device", "num_exits"], registry=r, multiprocess_mode="max",
+            ["model", "checkpoint", "device", "num_exits"], registry=r, multiprocess_mode="liveall",
         )  # fmt: skip
         self.engine_restarts = Counter(
             "elastic_engine_restarts",
@@ -210,11 +211,19 @@ class Metrics:
             self.safely(self.in_flight.dec)
 
     def set_model(self, model: str, checkpoint: str, device: str, num_exits: int) -> None:
-        self.safely(
-            lambda: self.model_info.labels(
-                model=model, checkpoint=checkpoint, device=device, num_exits=str(num_exits)
-            ).set(1)
-        )
+        """One elastic_model_info series per process: the model it serves (or describes) now."""
+        labels = (model, checkpoint, device, str(num_exits))
+
+        def update() -> None:
+            previous, self._model_labels = self._model_labels, labels
+            if previous is not None and previous != labels:
+                if multiprocess_dir():  # files cannot forget a series: the old one reads 0
+                    self.model_info.labels(*previous).set(0)
+                else:
+                    self.model_info.remove(*previous)
+            self.model_info.labels(*labels).set(1)
+
+        self.safely(update)
 
     @staticmethod
     def safely(update: object) -> None:

@@ -88,6 +88,9 @@ class Settings(BaseModel):
     # thread: the engine runs in a thread of the server process; process: in a child process with a GIL
     # of its own (service.engine_process)
     engine: Literal["thread", "process"] = "process"
+    # a shared engine process's Unix socket (`elastic serve --workers N` sets it: service.supervisor); the
+    # front end connects to it instead of starting an inference process of its own
+    engine_socket: str | None = None
     # with the process engine: CPUs of its own for the inference process, the rest for the server
     # (service.cpu_placement)
     cpu_placement: str = Field("off", description="'off', 'auto', or SERVER:INFERENCE CPU lists such as 0-2:3")
