@@ -117,7 +117,7 @@ class AnswerStream:
         classes = runner.classes
         data: dict[str, Any] = {
             "exit": partial.exit_index,
-            "exit_name": runner.model.exit_names[partial.exit_index],
+            "exit_name": runner.exit_names[partial.exit_index],
             "num_exits": runner.num_exits,
             "label": classes[partial.class_id],
             "class_id": partial.class_id,

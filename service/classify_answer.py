@@ -34,7 +34,7 @@ def classify_response(
         class_id=sent.class_id,
         confidence=sent.confidence,
         exit=sent.exit_index,
-        exit_name=runner.model.exit_names[sent.exit_index],
+        exit_name=runner.exit_names[sent.exit_index],
         num_exits=runner.num_exits,
         mflops=sent.mflops,
         latency_ms=round(sent.latency_s * 1e3, 4),

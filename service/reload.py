@@ -2,11 +2,17 @@
 
 The new checkpoint is loaded beside the served one (models.checkpoint validates schema, shapes,
 classes against the head size, non-finite weights and the weights' SHA-256; it never unpickles),
-checked against the served model's input format, run once on a real image, and calibrated on this
+checked against the served model's input format, run once on a real image, and calibrated on its
 device, all while the old model keeps answering. Only then does the engine switch, between two
 batches (`Engine.swap_model`). Any failure leaves the old model serving and says why.
 
-Blocking (loading and calibrating take seconds): callers run it in a worker thread.
+With the thread engine all of that happens in this process. With the process engine it happens in
+the inference process (`EngineProcess.reload`, which runs `check_compatible` and `trial_run` from
+here); this process, which holds no weights and no torch, only reads the new checkpoint's card
+(service.model_card) first, so that a directory without a valid elastic.json is refused at once.
+
+Blocking (loading and calibrating take seconds): callers run it in a worker thread. torch is imported
+only on the thread engine's path: importing this module must not import it (a front end imports it).
 """
 
 from __future__ import annotations
@@ -14,17 +20,19 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
 
-from models.checkpoint import CheckpointError
-from service.engine_process import EngineProcess
-from service.profile import LatencyProfile, calibrate
+from service.engine import Engine
+from service.model_card import ModelCard, ModelCardError
+from service.profile import calibrate
 from service.reload_error import ReloadError
-from service.runner import ModelRunner
 from service.state import ServiceState, load_model
+
+if TYPE_CHECKING:
+    from service.profile import LatencyProfile
+    from service.runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +52,36 @@ def check_compatible(served: ModelRunner, new: ModelRunner) -> None:
             )
 
 
-@torch.inference_mode()
 def trial_run(runner: ModelRunner) -> None:
     """One real image through every stage and exit: the outputs must be finite and one per class."""
+    import torch  # here, not at the top: front ends import this module
+
     channels, height, width = runner.input_size
     image = Image.new("L" if channels == 1 else "RGB", (width, height), 128)
-    features = runner.batch([runner.preprocess(image)])
-    for k in range(runner.num_exits):
-        features = runner.model.run_stage(k, features)
-        logits = runner.model.run_exit(k, features)
-        if tuple(logits.shape) != (1, len(runner.classes)) or not bool(torch.isfinite(logits).all()):
-            raise ReloadError(
-                422,
-                "checkpoint_failed_trial",
-                f"exit {k} gave {tuple(logits.shape)} outputs (finite: {bool(torch.isfinite(logits).all())}) "
-                f"for {len(runner.classes)} classes",
-            )
+    with torch.inference_mode():
+        features = runner.batch([runner.preprocess(image)])
+        for k in range(runner.num_exits):
+            features = runner.model.run_stage(k, features)
+            logits = runner.model.run_exit(k, features)
+            finite = bool(torch.isfinite(logits).all())
+            if tuple(logits.shape) != (1, len(runner.classes)) or not finite:
+                raise ReloadError(
+                    422,
+                    "checkpoint_failed_trial",
+                    f"exit {k} gave {tuple(logits.shape)} outputs (finite: {finite}) for {len(runner.classes)} classes",
+                )
 
 
 def prepare(service: ServiceState, directory: str) -> tuple[Path, ModelRunner, LatencyProfile, dict[str, float]]:
     """Load, check and calibrate the checkpoint in `directory` beside the served model."""
+    from models.checkpoint import CheckpointError  # torch: the thread engine's path only
+
     settings = service.settings
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    path = Path(directory)
+    path = resolve_path(directory)
     try:
-        # inside the try: "~nobody/x" or an embedded NUL byte raise here, and are the client's mistake
-        path = path.expanduser().resolve()
-        runner, profile = load_model(settings, path, service.runner.device)
+        runner, profile = load_model(settings, path, service.runner.device)  # a ModelRunner here
     except CheckpointError as err:
         raise ReloadError(422, "invalid_checkpoint", str(err)) from None
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as err:  # what a broken file can still raise
@@ -90,32 +100,61 @@ def prepare(service: ServiceState, directory: str) -> tuple[Path, ModelRunner, L
     return path, runner, profile, timings
 
 
+def resolve_path(directory: str) -> Path:
+    """The absolute path of `directory`; "~nobody/x" or an embedded NUL byte raise here, the client's mistake."""
+    try:
+        return Path(directory).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ReloadError(422, "invalid_checkpoint", f"cannot load {directory}: {err}") from None
+
+
 def reload_checkpoint(service: ServiceState, directory: str) -> dict[str, Any]:
     """Prepare `directory`, swap it in between two batches, and describe what is served now."""
     previous = service.checkpoint_path
+    engine = service.engine
     try:
-        path, runner, profile, timings = prepare(service, directory)
+        if isinstance(engine, Engine):  # the model runs here: load, check and calibrate beside the served one
+            path, runner, profile, timings = prepare(service, directory)
+            if not engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
+                raise ReloadError(
+                    503, "swap_timeout", f"the inference thread did not switch within {SWAP_TIMEOUT_S:.0f}s"
+                )
+            service.adopt(path, runner, profile)
+        else:  # the inference process loads, checks, calibrates and switches; this process reads the card
+            path, card, timings = _reload_in_child(service, directory)
+            service.adopt(path, card, engine.profile)  # the mirror the child's calibration filled
     except ReloadError as err:
         log.warning("reload of %s refused, still serving %s: %s", directory, previous, err.message)
         raise
-    engine = service.engine
-    if isinstance(engine, EngineProcess):  # checked here; the child loads and calibrates its own copy, then swaps
-        error = engine.reload(path, profile, CHILD_RELOAD_TIMEOUT_S)
-        if error is not None:
-            raise ReloadError(503, "swap_failed", f"the inference process did not switch: {error}")
-    elif not engine.swap_model(runner, profile, SWAP_TIMEOUT_S):
-        raise ReloadError(503, "swap_timeout", f"the inference thread did not switch within {SWAP_TIMEOUT_S:.0f}s")
-    service.adopt(path, runner, profile)
+    runner_now = service.runner
     log.info(
         "reloaded: now serving %s (%d exits) from %s, was %s (load %.2fs, calibrate %.2fs)",
-        service.model_name, runner.num_exits, path, previous, timings["load_s"], timings["calibrate_s"],
+        service.model_name, runner_now.num_exits, path, previous, timings["load_s"], timings["calibrate_s"],
     )  # fmt: skip
     return {
         "checkpoint": str(path),
         "previous_checkpoint": str(previous),
         "model": service.model_name,
-        "num_exits": runner.num_exits,
-        "classes": list(runner.classes),
+        "num_exits": runner_now.num_exits,
+        "classes": list(runner_now.classes),
         "load_s": round(timings["load_s"], 4),
         "calibrate_s": round(timings["calibrate_s"], 4),
     }
+
+
+def _reload_in_child(service: ServiceState, directory: str) -> tuple[Path, ModelCard, dict[str, float]]:
+    """The process engine's reload: the new card first (a directory without a valid elastic.json is refused
+    without bothering the inference process), then `EngineProcess.reload`, which raises ReloadError with the
+    codes of `prepare` (or 503 swap_failed) and returns the child's {"load_s", "calibrate_s"}."""
+    path = resolve_path(directory)
+    try:
+        card = ModelCard.read(path)
+    except ModelCardError as err:
+        raise ReloadError(422, "invalid_checkpoint", str(err)) from None
+    try:
+        timings = service.engine.reload(path, CHILD_RELOAD_TIMEOUT_S)
+    except ReloadError:
+        raise
+    except Exception as err:  # the engine's contract is ReloadError; anything else still leaves the old model
+        raise ReloadError(503, "swap_failed", f"the inference process did not switch: {err}") from None
+    return path, card, timings

@@ -168,6 +168,11 @@ class ModelRunner:
         return "bf16" if self.dtype == torch.bfloat16 else "fp32"
 
     @property
+    def exit_names(self) -> list[str]:
+        """The model's exit names (as `service.model_card.ModelCard.exit_names`: the front end reads either)."""
+        return self.model.exit_names
+
+    @property
     def channels(self) -> int:
         return self.input_size[0]
 

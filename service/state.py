@@ -1,5 +1,10 @@
 """What one app serves: settings, model runner, profile, engine, metrics. Built in the lifespan and
-kept on `app.state.service`; routes reach it through one dependency (`routes.get_service`)."""
+kept on `app.state.service`; routes reach it through one dependency (`routes.get_service`).
+
+With the process engine (ELASTIC_ENGINE=process, the default) the model runs in the inference process,
+and this process holds no weights and never imports torch: `runner` is then the checkpoint's
+`service.model_card.ModelCard` (description and preprocessing from elastic.json). With the thread
+engine, and in the inference process itself, it is the `service.runner.ModelRunner`."""
 
 from __future__ import annotations
 
@@ -11,14 +16,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import numpy as np
-import torch
 from PIL import Image
 
-from models.checkpoint import load_checkpoint
-from models.pretrained import default_checkpoint
 from service.arrival import open_requests
 from service.cpu_placement import plan_here
 from service.engine import Engine, EngineConfig
@@ -26,9 +29,14 @@ from service.engine_process import EngineProcess
 from service.guardrail import make_guardrail
 from service.imaging import finish_image, open_image
 from service.metrics import Metrics
+from service.model_card import ModelCard, ModelCardError, default_checkpoint
 from service.profile import LatencyProfile, batch_buckets
-from service.runner import ModelRunner, resolve_device
 from service.settings import Settings
+
+if TYPE_CHECKING:  # torch is imported only where a model is loaded: never in a process engine's front end
+    import torch
+
+    from service.runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +45,13 @@ log = logging.getLogger(__name__)
 class ServiceState:
     settings: Settings
     checkpoint_path: Path
-    runner: ModelRunner
+    runner: ModelRunner | ModelCard  # the card with the process engine: the front end reads only what both offer
     profile: LatencyProfile
     engine: Engine | EngineProcess
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
-    # where the model serves (with ELASTIC_ENGINE=process: in the child; `runner` here is a CPU copy)
+    # where the model serves; with ELASTIC_ENGINE=process the device setting as given ("auto" unresolved:
+    # resolving it needs torch, which only the inference process imports)
     device: str = "cpu"
     shutting_down: bool = False  # set on SIGTERM: classify answers 503, /readyz 503 (service.shutdown)
     reloading: bool = False  # an admin reload is loading/calibrating a new checkpoint (service.reload)
@@ -114,7 +123,7 @@ class ServiceState:
         finally:
             self.in_flight -= 1
 
-    def adopt(self, path: Path, runner: ModelRunner, profile: LatencyProfile) -> None:
+    def adopt(self, path: Path, runner: ModelRunner | ModelCard, profile: LatencyProfile) -> None:
         """After a hot reload: describe the model the engine now serves (/v1/model, metrics)."""
         self.checkpoint_path, self.runner, self.profile = path, runner, profile
         self.metrics.safely(self.metrics.model_info.clear)  # one elastic_model_info series: the current model
@@ -138,8 +147,17 @@ class ServiceState:
             self.prepare(self.open(buffer.getvalue()))
 
 
+def new_profile(settings: Settings, num_exits: int) -> LatencyProfile:
+    """An empty latency profile for a model with `num_exits` exits, at the batch sizes the engine forms."""
+    buckets = batch_buckets(settings.max_batch_size)
+    return LatencyProfile(num_exits, buckets, settings.profile_window, settings.profile_max_age_s)
+
+
 def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[ModelRunner, LatencyProfile]:
     """Load and validate a checkpoint (models.checkpoint: never unpickles) with an empty latency profile."""
+    from models.checkpoint import load_checkpoint  # torch: only where a model runs
+    from service.runner import ModelRunner
+
     started = time.perf_counter()
     checkpoint = load_checkpoint(path)  # on the CPU: the runner folds a CPU copy, then moves it to `device`
     runner = ModelRunner(checkpoint, device, precision=settings.precision)
@@ -148,24 +166,11 @@ def load_model(settings: Settings, path: Path, device: torch.device) -> tuple[Mo
         checkpoint.meta["arch"]["name"], runner.num_exits, path, device, runner.precision,
         time.perf_counter() - started,
     )  # fmt: skip
-    buckets = batch_buckets(settings.max_batch_size)
-    profile = LatencyProfile(runner.num_exits, buckets, settings.profile_window, settings.profile_max_age_s)
-    return runner, profile
+    return runner, new_profile(settings, runner.num_exits)
 
 
-def build_service(settings: Settings) -> ServiceState:
-    """Load the checkpoint and wire the parts; the engine is not started yet (no calibration here)."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    device = resolve_device(settings.device)
-    path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
-    # with the engine in a child process, this process only describes, preprocesses and checks: a CPU copy
-    # (no CUDA context or second copy on the GPU here)
-    runner, profile = load_model(settings, path, torch.device("cpu") if settings.engine == "process" else device)
-    metrics = Metrics(runner.num_exits)
-    metrics.set_model(str(runner.meta["arch"]["name"]), path.name, str(device), runner.num_exits)
-    metrics.set_expected_agreement(runner.meta.get("agreement"))
-    config = EngineConfig(
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1e3,
         queue_limit=settings.queue_limit,
@@ -179,12 +184,69 @@ def build_service(settings: Settings) -> ServiceState:
         cold_after_s=settings.cold_after_ms / 1e3,
         gil_switch_interval_s=settings.gil_switch_interval_ms / 1e3,
     )
-    engine: Engine | EngineProcess
-    if settings.engine == "process":  # the model runs in a child; this copy only describes and preprocesses
-        placement = plan_here(settings.cpu_placement, settings.torch_threads)
-        engine = EngineProcess(settings.to_env(), profile, config, metrics, placement)
-    else:
-        engine = Engine(runner, profile, config, observer=metrics, guardrail=make_guardrail(settings.guardrail_share))
+
+
+def build_service(settings: Settings) -> ServiceState:
+    """Load the checkpoint (or, with the process engine, read its card) and wire the parts; the engine is not
+    started yet (no calibration here)."""
+    path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
+    if settings.engine == "process":
+        return _build_front_end(settings, path)
+    import torch  # the thread engine runs the model in this process
+
+    from service.runner import resolve_device
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    runner, profile = load_model(settings, path, device)
+    metrics = _metrics(runner, path, str(device))
+    guardrail = make_guardrail(settings.guardrail_share)
+    engine = Engine(runner, profile, engine_config(settings), observer=metrics, guardrail=guardrail)
+    return _service(settings, path, runner, profile, engine, metrics, str(device))
+
+
+def _build_front_end(settings: Settings, path: Path) -> ServiceState:
+    """The process engine's front end: the model runs in the inference process, which loads it, checks it (the
+    weights, the classes against the head) and calibrates it; this process reads only its card, so that it
+    holds no weights and no torch. A broken elastic.json fails here at once, before a child is started."""
+    card = ModelCard.read(path)
+    profile = new_profile(settings, card.num_exits)  # a mirror, filled from the child's calibration
+    metrics = _metrics(card, path, settings.device)
+    placement = plan_here(settings.cpu_placement, settings.torch_threads)
+    engine = EngineProcess(settings.to_env(), profile, engine_config(settings), metrics, placement)
+    service = _service(settings, path, card, profile, engine, metrics, settings.device)
+
+    def on_model(new_path: Path) -> None:
+        """Another front end's reload switched the shared inference process to `new_path` (event loop)."""
+        try:
+            new_card = ModelCard.read(new_path)
+        except ModelCardError as err:  # keep serving: answers still come, labelled from the card held
+            log.error("the inference process now serves %s, but its card cannot be read here: %s", new_path, err)
+            return
+        service.adopt(new_path, new_card, engine.profile)
+        log.info("another front end's reload: now describing %s (%d exits)", new_path, new_card.num_exits)
+
+    engine.on_model = on_model  # EngineProcess reads it with getattr
+    return service
+
+
+def _metrics(runner: ModelRunner | ModelCard, path: Path, device: str) -> Metrics:
+    metrics = Metrics(runner.num_exits)
+    metrics.set_model(str(runner.meta["arch"]["name"]), path.name, device, runner.num_exits)
+    metrics.set_expected_agreement(runner.meta.get("agreement"))
+    return metrics
+
+
+def _service(
+    settings: Settings,
+    path: Path,
+    runner: ModelRunner | ModelCard,
+    profile: LatencyProfile,
+    engine: Engine | EngineProcess,
+    metrics: Metrics,
+    device: str,
+) -> ServiceState:
     service = ServiceState(
         settings=settings,
         checkpoint_path=path,
@@ -193,7 +255,7 @@ def build_service(settings: Settings) -> ServiceState:
         engine=engine,
         metrics=metrics,
         decode_limiter=anyio.CapacityLimiter(settings.decode_threads),
-        device=str(device),
+        device=device,
     )
     service.warm_decode()
     return service
