@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.front_ends import front_ends_section
 from benchmarks.markdown import ms, pct, table
 from benchmarks.oracle import QUANTILE
 from benchmarks.report_shapes import traffic_shapes
@@ -364,7 +365,7 @@ p99 plus overhead). Fixed depth: the same load with no budget, each answer score
 
 ![hit rate vs load]({plots["hit_rate_vs_load"]})
 
-{traffic_shapes(results)}## Peer server: LitServe at full depth
+{traffic_shapes(results)}{front_ends_section(results)}## Peer server: LitServe at full depth
 
 {_peers(results)}
 

@@ -27,6 +27,7 @@ import torch
 
 from benchmarks import inprocess, machine, servers
 from benchmarks.dataset import Sample, load_samples
+from benchmarks.front_ends import run_front_ends
 from benchmarks.loadgen import LoadSpec, run_point
 from benchmarks.oracle import QUANTILE, accuracy_on, fixed_exit_fit, oracle_exit
 from benchmarks.sizes import SuiteSize
@@ -88,15 +89,19 @@ def _sent_samples(records: Sequence) -> list[int]:
     return [r.sample for r in records if r.status == 200]
 
 
-def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
-    port = servers.free_port()
-    env = {
+def elastic_env(cfg: SuiteConfig) -> dict[str, str]:
+    return {
         "ELASTIC_TORCH_THREADS": str(cfg.threads),
         "ELASTIC_MAX_BATCH_SIZE": str(cfg.max_batch_size),
         "ELASTIC_MAX_BATCH_WAIT_MS": str(cfg.max_batch_wait_ms),
         "ELASTIC_DEVICE": cfg.device,
         **cfg.server_env,
     }
+
+
+def run_elastic(cfg: SuiteConfig, bench: Bench) -> dict[str, Any]:
+    port = servers.free_port()
+    env = elastic_env(cfg)
     command = [*servers.elastic_command(cfg.checkpoint, port), "--no-access-log", "--log-level", "warning"]
     size = cfg.size
     with servers.start("elastic", command, port, "/readyz", cfg.out_dir / "logs", env=env) as server:
@@ -214,6 +219,7 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     lower.pop("correct")  # the plain model's; the oracle is scored with the serving runner's
     correct = lower["serving"].pop("correct")
     elastic = run_elastic(cfg, bench)
+    elastic["front_ends"] = run_front_ends(cfg, bench, elastic_env(cfg))
     peers = {}
     if cfg.peer:
         peers["litserve"] = run_peer(cfg, bench, "litserve", 1, 0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.front_ends import front_end_targets
 from benchmarks.shape_targets import evaluate_shape_targets
 
 LATENCY_RATIO_MAX = 1.15
@@ -146,4 +147,5 @@ def _accuracy(results: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     shapes = evaluate_shape_targets(results["elastic"].get("shapes"))
-    return [_latency(results), _throughput(results), *_hit_rates(results), _accuracy(results), *shapes]
+    fronts = front_end_targets(results["elastic"].get("front_ends"))
+    return [_latency(results), _throughput(results), *_hit_rates(results), _accuracy(results), *shapes, *fronts]

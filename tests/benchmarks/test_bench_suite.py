@@ -59,7 +59,8 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     assert {p["load"] for p in elastic["load_sweep"]} == {0.5, 2.0}
     assert len(results["fixed_depth"]["load"]) == 2 * 2  # loads × budgets
     assert results["targets"][0]["name"].startswith("full-depth p50")
-    assert len(results["targets"]) == 5 + 6  # the four of the issue (hit rate twice), then the traffic shapes
+    # the four of the benchmark issue (hit rate twice), the traffic shapes, then a front end's memory
+    assert len(results["targets"]) == 5 + 6 + 1
     assert all(t["met"] in (True, False, None) for t in results["targets"])
 
     # the traffic shapes, at smoke size (benchmarks/sizes.py)
@@ -96,6 +97,15 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
         if p["shape"] != "hey" and p["ok"]:  # hey reads no body: no per-request server latency
             assert p["gap_ms"]["p50"] is not None and p["gap_ms"]["p50"] > -0.5  # the client sees more than the server
 
+    # `--workers 1` and `--workers 2` (benchmarks/front_ends.py): memory by role, then two points each
+    fronts = elastic["front_ends"]
+    assert [p["workers"] for p in fronts] == [1, 2]
+    for p in fronts:
+        memory = p["memory"]
+        assert memory["front_ends"] == p["workers"] and memory["engine_mb"] > memory["front_end_max_mb"] > 0
+        assert memory["total_mb"] >= memory["engine_mb"] + memory["front_ends"] * 0.5 * memory["front_end_max_mb"]
+        assert p["saturation"]["ok"] == p["saturation"]["sent"] > 0 and p["budgeted"]["sent"] > 0
+
     text = doc.read_text()
     for heading in (
         "## Machine",
@@ -104,6 +114,7 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
         "## Accuracy under a budget",
         "## Hit rate under load",
         "## Traffic shapes",
+        "## Front ends sharing one engine",
     ):
         assert heading in text
     assert "Reduced run" in text
