@@ -25,6 +25,7 @@ _FLAG_FIELDS = (
     "max_batch_size",
     "max_batch_wait_ms",
     "queue_limit",
+    "engines",
     "default_budget_ms",
     "response_margin_ms",
     "max_image_bytes",
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(env.get("ELASTIC_WORKERS") or 1),
         help="HTTP front ends sharing one engine (1)",
     )
+    parser.add_argument("--engines", type=int, help="engine processes, one per GPU (1)  [ELASTIC_ENGINES]")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N  [ELASTIC_DEVICE]")
     parser.add_argument("--torch-threads", type=int, help="intra-op threads, 0: torch default  [ELASTIC_TORCH_THREADS]")
     parser.add_argument("--max-batch-size", type=int, help="largest batch (default 8)  [ELASTIC_MAX_BATCH_SIZE]")
@@ -116,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
         "access_log": not args.no_access_log,
         "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
     }
-    if args.workers > 1 and settings.engine == "process":  # N front ends, one engine: service.supervisor
+    if (args.workers > 1 or settings.engines > 1) and settings.engine == "process":  # service.supervisor
         from service.supervisor import Supervisor
 
         env = {**settings.to_env(), "ELASTIC_CHECKPOINT": str(checkpoint.resolve())}  # one name in every process
-        return Supervisor(env, args.workers, options, settings.drain_timeout_s).run()
+        return Supervisor(env, args.workers, options, settings.drain_timeout_s, settings.engines).run()
     uvicorn.run("service.main:create_app", factory=True, workers=args.workers, **options)
     return 0

@@ -417,7 +417,7 @@ def host_main(  # pragma: no cover - runs in the engine process of `elastic serv
     state_file = Path(listener.getsockname() + CHECKPOINT_SUFFIX)
     with contextlib.suppress(OSError):  # a hot reload happened before: serve what it switched to
         env = {**env, "ELASTIC_CHECKPOINT": state_file.read_text().strip() or env.get("ELASTIC_CHECKPOINT", "")}
-    service = _build(env, None)  # a failure ends this process: the supervisor restarts it, with back-off
+    service = _build(_device_of(env), None)  # a failure ends this process: the supervisor restarts it, with back-off
     host = Host(service, single=False, state_file=state_file)
     if restarted:
         host.events.metrics.append(("metric", "engine_restarted", ()))
@@ -425,6 +425,19 @@ def host_main(  # pragma: no cover - runs in the engine process of `elastic serv
     threading.Thread(target=_accept, args=(listener, host), name="elastic-accept", daemon=True).start()
     log.info("engine process %d serving front ends on %s", os.getpid(), listener.getsockname())
     host.run()
+
+
+def _device_of(env: dict[str, str]) -> dict[str, str]:  # pragma: no cover - in the engine process
+    """Engine number i of several (ELASTIC_ENGINE_INDEX) runs on cuda:i when the device is 'auto' or 'cuda' and
+    CUDA is there (modulo the devices seen); an explicit device, or the CPU, is left as it is."""
+    index = int(env.get("ELASTIC_ENGINE_INDEX") or 0)
+    if env.get("ELASTIC_DEVICE", "auto") not in ("auto", "cuda"):
+        return env
+    import torch
+
+    if not torch.cuda.is_available():
+        return env
+    return {**env, "ELASTIC_DEVICE": f"cuda:{index % torch.cuda.device_count()}"}
 
 
 def _accept(listener: socket.socket, host: Host) -> None:  # pragma: no cover - in the engine process

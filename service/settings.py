@@ -91,6 +91,9 @@ class Settings(BaseModel):
     # a shared engine process's Unix socket (`elastic serve --workers N` sets it: service.supervisor); the
     # front end connects to it instead of starting an inference process of its own
     engine_socket: str | None = None
+    # engine processes behind the front ends (`elastic serve`): one per GPU, each on cuda:<index>; on a CPU
+    # more than one only splits the cores
+    engines: int = Field(1, ge=1, le=64, description="engine processes; the front ends spread requests over them")
     # with the process engine: CPUs of its own for the inference process, the rest for the server
     # (service.cpu_placement)
     cpu_placement: str = Field("off", description="'off', 'auto', or SERVER:INFERENCE CPU lists such as 0-2:3")

@@ -25,6 +25,7 @@ from PIL import Image
 from service.arrival import open_requests
 from service.cpu_placement import plan_here
 from service.engine import Engine, EngineConfig
+from service.engine_group import EngineGroup, connect_engines
 from service.engine_process import EngineProcess
 from service.guardrail import make_guardrail
 from service.imaging import finish_image, open_image
@@ -47,7 +48,7 @@ class ServiceState:
     checkpoint_path: Path
     runner: ModelRunner | ModelCard  # the card with the process engine: the front end reads only what both offer
     profile: LatencyProfile
-    engine: Engine | EngineProcess
+    engine: Engine | EngineProcess | EngineGroup
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
     # where the model serves; with ELASTIC_ENGINE=process the device setting as given ("auto" unresolved:
@@ -211,10 +212,13 @@ def _build_front_end(settings: Settings, path: Path) -> ServiceState:
     weights, the classes against the head) and calibrates it; this process reads only its card, so that it
     holds no weights and no torch. A broken elastic.json fails here at once, before a child is started."""
     card = ModelCard.read(path)
-    profile = new_profile(settings, card.num_exits)  # a mirror, filled from the child's calibration
     metrics = _metrics(card, path, settings.device)
     placement = plan_here(settings.cpu_placement, settings.torch_threads)
-    engine = EngineProcess(settings.to_env(), profile, engine_config(settings), metrics, placement)
+    # one engine process of its own, or the supervisor's (one per GPU: a group that spreads the jobs)
+    engine = connect_engines(
+        settings.to_env(), lambda: new_profile(settings, card.num_exits), engine_config(settings), metrics, placement
+    )
+    profile = engine.profile
     service = _service(settings, path, card, profile, engine, metrics, settings.device)
 
     def on_model(new_path: Path) -> None:
@@ -243,7 +247,7 @@ def _service(
     path: Path,
     runner: ModelRunner | ModelCard,
     profile: LatencyProfile,
-    engine: Engine | EngineProcess,
+    engine: Engine | EngineProcess | EngineGroup,
     metrics: Metrics,
     device: str,
 ) -> ServiceState:

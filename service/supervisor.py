@@ -1,4 +1,4 @@
-"""`elastic serve --workers N` (N ≥ 2): N HTTP front ends in front of one engine process.
+"""`elastic serve --workers N [--engines E]`: N HTTP front ends in front of E engine processes (one per GPU).
 
 This process binds the HTTP socket and a Unix socket for the engine, then starts the engine process
 (`service.engine_host.host_main`: the model, the batcher, the profile) and N front ends (uvicorn on
@@ -56,36 +56,44 @@ class _Slot:
 class Supervisor:
     """Owns the engine process and the front ends: starts them, restarts them, stops them in order."""
 
-    def __init__(self, env: dict[str, str], workers: int, options: dict[str, Any], drain_timeout_s: float) -> None:
+    def __init__(
+        self, env: dict[str, str], workers: int, options: dict[str, Any], drain_timeout_s: float, engines: int = 1
+    ) -> None:
         self.workers, self.options, self.drain_timeout_s = workers, options, drain_timeout_s
         self.context = multiprocessing.get_context("spawn")
         self.directory = Path(tempfile.mkdtemp(prefix="elastic-engine-"))  # mode 0700: ours alone
-        self.engine_path = self.directory / "engine.sock"
-        self.env = {**env, "ELASTIC_ENGINE": "process", "ELASTIC_ENGINE_SOCKET": str(self.engine_path)}
+        self.engine_paths = [self.directory / f"engine-{i}.sock" for i in range(engines)]
+        sockets = ",".join(str(path) for path in self.engine_paths)
+        self.env = {**env, "ELASTIC_ENGINE": "process", "ELASTIC_ENGINE_SOCKET": sockets}
         self.stopping = threading.Event()
-        self.engine = _Slot("engine")
+        self.engines = [_Slot(f"engine {i}") for i in range(engines)]
         self.fronts = [_Slot(f"front end {i}") for i in range(workers)]
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; blocking."""
         import uvicorn
 
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.engine_path))
-        listener.listen(64)  # front ends that connect while the engine (re)starts wait in this backlog
+        listeners = []
+        for path in self.engine_paths:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listener.listen(64)  # front ends that connect while the engine (re)starts wait in this backlog
+            listeners.append(listener)
         http = uvicorn.Config(APP, factory=True, **self.options).bind_socket()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
-        log.info("supervisor %d: one engine process, %d front ends", os.getpid(), self.workers)
+        log.info("supervisor %d: %d engine process(es), %d front ends", os.getpid(), len(self.engines), self.workers)
         try:
             while not self.stopping.is_set():
-                self._keep(self.engine, lambda restarted: self._start_engine(listener, restarted))
+                for index, (slot, listener) in enumerate(zip(self.engines, listeners, strict=True)):
+                    self._keep(slot, lambda restarted, i=index, s=listener: self._start_engine(s, i, restarted))
                 for slot in self.fronts:
                     self._keep(slot, lambda _: self._start_front(http))
                 self.stopping.wait(0.2)
         finally:
             self._stop()
-            listener.close()
+            for listener in listeners:
+                listener.close()
             http.close()
             shutil.rmtree(self.directory, ignore_errors=True)
         return 0
@@ -105,9 +113,10 @@ class Supervisor:
         slot.process, slot.due = start(process is not None), None
         slot.policy.child_ready()  # from here its running time counts towards a stable run
 
-    def _start_engine(self, listener: socket.socket, restarted: bool) -> Any:
+    def _start_engine(self, listener: socket.socket, index: int, restarted: bool) -> Any:
+        env = {**self.env, "ELASTIC_ENGINE_INDEX": str(index)}
         process = self.context.Process(
-            target=host_main, args=(listener, self.env, restarted), name="elastic-engine", daemon=True
+            target=host_main, args=(listener, env, restarted), name=f"elastic-engine-{index}", daemon=True
         )
         # its metrics reach /metrics through the front ends (service.engine_host): it writes no metric files
         multiproc = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -133,9 +142,10 @@ class Supervisor:
             if process.is_alive():
                 log.warning("front end %d did not stop; killing it", process.pid)
                 process.kill()
-        engine = self.engine.process
-        if engine is not None and engine.is_alive():
+        engines = [s.process for s in self.engines if s.process is not None and s.process.is_alive()]
+        for engine in engines:
             engine.terminate()  # it answers what is queued (nothing, once the front ends are gone), then ends
+        for engine in engines:
             engine.join(30.0)
             if engine.is_alive():
                 engine.kill()

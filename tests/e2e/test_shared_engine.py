@@ -132,3 +132,28 @@ def test_a_killed_front_end_is_replaced(server: ServerProcess) -> None:
     # the new one warms up beside the other, which serves meanwhile; then both answer
     wait_until(lambda: all(classify(server.url).status_code == 200 for _ in range(8)), timeout=60)
     assert processes(server)[0] == engine  # the engine kept serving the other front end meanwhile
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_two_engines_share_the_requests_of_two_front_ends() -> None:
+    """`--engines 2` (one per GPU on a GPU node; here two on the CPU): the front ends spread the requests by
+    their queues, so both engines compute, and each front end answers while either engine restarts."""
+    env = {"ELASTIC_WARMUP_RUNS": "1", "ELASTIC_CALIBRATION_RUNS": "5", "ELASTIC_IDLE_REFRESH_MS": "0",
+           "ELASTIC_GUARDRAIL_SHARE": "0"}  # fmt: skip
+    with serve(env=env, args=("--workers", "2", "--engines", "2")) as running:
+        pids = [p for p in children(running.process.pid) if holds_torch(p)]
+        assert len(pids) == 2
+        before = [cpu_seconds(p) for p in pids]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: classify(running.url), range(160)))
+        assert all(a.status_code == 200 for a in answers), {a.status_code: a.text for a in answers}
+        spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+        assert min(spent) > 0.15 * max(spent), spent  # both engines took a real share of the work
+
+        os.kill(pids[0], signal.SIGKILL)  # the other engine serves meanwhile: no request goes unanswered
+        statuses = {classify(running.url).status_code for _ in range(20)}
+        assert statuses <= {200, 503} and 200 in statuses, statuses
