@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -162,6 +163,7 @@ class ModelRunner:
         # per-exit softmax temperatures fitted on held-out images; checkpoints without them use 1
         self.temperatures = [float(e.get("temperature", 1.0)) for e in self.meta["exits"]]
         self._preprocess = Preprocessor(self.input_size, self.meta["mean"], self.meta["std"])
+        self._staging: torch.Tensor | None = None  # pinned host memory for the copies to CUDA (`batch`)
 
     @property
     def precision(self) -> str:
@@ -187,13 +189,28 @@ class ModelRunner:
 
     @torch.inference_mode()
     def batch(self, tensors: list[Any]) -> torch.Tensor:
-        """Model inputs, each (C, H, W): NumPy arrays from a front end, or tensors → one batch on the device."""
-        if isinstance(tensors[0], np.ndarray):
+        """Model inputs, each (C, H, W): NumPy arrays from a front end, or tensors → one batch on the device.
+        To CUDA they are stacked straight into pinned host memory: the copy then runs as DMA, asynchronously,
+        without a hidden staging copy (the stage that follows synchronises, so the buffer is free again)."""
+        if self.device.type == "cuda":
+            stacked = self._pinned(len(tensors), tensors[0].shape)
+            if isinstance(tensors[0], np.ndarray):
+                np.stack(tensors, out=stacked.numpy())
+            else:
+                torch.stack([t.to(torch.float32) for t in tensors], out=stacked)
+        elif isinstance(tensors[0], np.ndarray):
             stacked = torch.from_numpy(tensors[0][None] if len(tensors) == 1 else np.stack(tensors))
         else:
             stacked = tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
         stacked = stacked.to(self.device, dtype=self.dtype, non_blocking=True)
         return stacked.contiguous(memory_format=self.memory_format)
+
+    def _pinned(self, rows: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """A (rows, *shape) float32 view of a page-locked host buffer, grown when a batch needs more."""
+        size = rows * math.prod(shape)
+        if self._staging is None or self._staging.numel() < size:
+            self._staging = torch.empty(size, dtype=torch.float32).pin_memory()
+        return self._staging[:size].view(rows, *shape)
 
     @torch.inference_mode()
     def stage(self, index: int, features: Features) -> Features:

@@ -179,3 +179,18 @@ def test_cuda_server_answers_jpeg_bytes_and_reports_the_device(samples: list[Sam
             assert count and float(count.group(1)) >= 4, k
             assert re.search(rf'^elastic_exit_latency_seconds_bucket\{{exit="{k}",le="0.001"\}} ', text, re.M)
         assert re.search(r'^elastic_model_info\{[^}]*device="cuda[^"]*"', text, re.M)
+
+
+def test_cuda_batches_go_through_pinned_memory_and_equal_the_cpu_batch(
+    samples: list[Sample], cpu_runner: ModelRunner, cuda_checkpoint: Checkpoint
+) -> None:
+    runner = ModelRunner(cuda_checkpoint, CUDA, precision="fp32")
+    arrays = tensors(cpu_runner, samples[:5])
+    expected = cpu_runner.batch(arrays).contiguous()
+    from_arrays = runner.batch(arrays)
+    assert from_arrays.is_cuda and runner._staging is not None and runner._staging.is_pinned()
+    assert torch.equal(from_arrays.cpu().contiguous(), expected)
+    staging = runner._staging
+    from_tensors = runner.batch([torch.from_numpy(a) for a in arrays[:3]])  # smaller: the same buffer again
+    assert runner._staging is staging
+    assert torch.equal(from_tensors.cpu().contiguous(), expected[:3])
