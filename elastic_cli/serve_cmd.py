@@ -84,8 +84,8 @@ def _prepare_multiprocess_dir(workers: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.checkpoint import CheckpointError, read_metadata
-    from models.pretrained import default_checkpoint
+    # torch-free: this process only supervises (or is the one front end), it never holds the model
+    from service.model_card import ModelCardError, default_checkpoint, read_metadata
 
     overrides = {name: getattr(args, name) for name in _FLAG_FIELDS}
     try:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
     try:
         read_metadata(checkpoint)  # fail here with a clear message, not in every worker
-    except CheckpointError as err:
+    except ModelCardError as err:
         sys.stderr.write(f"error: {err}\n")
         return 1
     if args.workers < 1:

@@ -69,6 +69,12 @@ class EngineGroup:
             link.on_model = callback
 
     @property
+    def device(self) -> str | None:
+        """Where the engines run, as they said: 'cuda:0,cuda:1' (None until one has)."""
+        devices = list(dict.fromkeys(link.device for link in self.links if link.device is not None))
+        return ",".join(devices) or None
+
+    @property
     def accepting(self) -> bool:
         return any(link.accepting for link in self.links)
 

@@ -243,7 +243,12 @@ class Host:
 
     def _ready_message(self) -> tuple:
         """What a front end needs to serve: the model, and the whole profile for its mirror."""
-        info = {"checkpoint": str(self.service.checkpoint_path), "num_exits": self.service.runner.num_exits}
+        runner = self.service.runner
+        info = {
+            "checkpoint": str(self.service.checkpoint_path),
+            "num_exits": runner.num_exits,
+            "device": str(runner.device),
+        }
         return ("ready", info, [("profile", "restore", (self.service.profile.export(),))])
 
     def drain(self) -> bool:
@@ -375,7 +380,8 @@ def reload_here(
         return (err.status, err.code, err.message), {}, []
     except Exception as err:
         return (503, "swap_failed", f"{type(err).__name__}: {err}"), {}, []
-    info = {"checkpoint": str(path), "num_exits": runner.num_exits, "load_s": load_s, "calibrate_s": calibrate_s}
+    info = {"checkpoint": str(path), "num_exits": runner.num_exits, "device": str(runner.device), "load_s": load_s,
+            "calibrate_s": calibrate_s}  # fmt: skip
     return None, info, records
 
 

@@ -96,6 +96,7 @@ class EngineProcess:
         # called on the event loop with the new checkpoint when the engine switched model on another
         # front end's hot reload (or a restarted engine serves another one)
         self.on_model: Callable[[Path], None] | None = None
+        self.device: str | None = None  # where the engine runs, as it said ('cuda:0'); None until it has
         self.profile = profile  # a mirror, fed by the child's observations
         self.config = config
         self.observer = observer
@@ -370,11 +371,12 @@ class EngineProcess:
         elif kind == "ready":  # ("ready", what is served, [its whole profile]): the engine's, not the last one's
             restarted = self._served and self._down is not None
             self.profile.clear()
-            served = message[1]["checkpoint"]
-            if self.checkpoint is None:
-                self.checkpoint = served
-            elif Path(served).resolve() != Path(self.checkpoint).resolve():  # a restarted shared engine, reloaded
-                self._switched(message[1], [], tell=True)
+            served, device = message[1]["checkpoint"], message[1].get("device")
+            if self.checkpoint is not None and Path(served).resolve() != Path(self.checkpoint).resolve():
+                self._switched(message[1], [], tell=True)  # a restarted shared engine, after a reload
+            elif device != self.device:  # the first ready: what "auto" became; tell the service
+                self.checkpoint, self.device = served, device
+                self._tell(Path(served))
             self._replay(message[2])
             with self._spawn_lock:
                 if self._standby is not None:  # a replacement's job pipe: jobs go to it from now on
@@ -400,13 +402,18 @@ class EngineProcess:
         profile = self.profile
         self.profile = LatencyProfile(info["num_exits"], profile.buckets, profile.window, profile.max_age_s)
         self.profile.restore(records)
-        self.checkpoint = info["checkpoint"]
+        self.checkpoint, self.device = info["checkpoint"], info.get("device", self.device)
         self.env = {**self.env, "ELASTIC_CHECKPOINT": info["checkpoint"]}  # what a restarted child loads
-        if tell and self.on_model is not None:
+        if tell:
+            self._tell(Path(info["checkpoint"]))
+
+    def _tell(self, path: Path) -> None:
+        """The service describes the model the engine serves now (`on_model`)."""
+        if self.on_model is not None:
             try:
-                self.on_model(Path(info["checkpoint"]))
+                self.on_model(path)
             except Exception:  # the engine serves it whatever this front end makes of it
-                log.exception("cannot describe the model the engine switched to (%s)", info["checkpoint"])
+                log.exception("cannot describe the model the engine serves (%s)", path)
 
     def _replay_later(self, events: list[tuple]) -> None:
         """Replay after the handlers just woken have run: a request's response must not wait for the

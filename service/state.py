@@ -222,14 +222,16 @@ def _build_front_end(settings: Settings, path: Path) -> ServiceState:
     service = _service(settings, path, card, profile, engine, metrics, settings.device)
 
     def on_model(new_path: Path) -> None:
-        """Another front end's reload switched the shared inference process to `new_path` (event loop)."""
+        """The inference process serves `new_path` on its device: its first "ready", or another front end's
+        reload switched the shared one (event loop)."""
         try:
             new_card = ModelCard.read(new_path)
         except ModelCardError as err:  # keep serving: answers still come, labelled from the card held
             log.error("the inference process now serves %s, but its card cannot be read here: %s", new_path, err)
             return
+        service.device = engine.device or settings.device  # what "auto" became in the engine
         service.adopt(new_path, new_card, engine.profile)
-        log.info("another front end's reload: now describing %s (%d exits)", new_path, new_card.num_exits)
+        log.info("the engine serves %s (%d exits) on %s", new_path, new_card.num_exits, service.device)
 
     engine.on_model = on_model  # EngineProcess reads it with getattr
     return service

@@ -69,6 +69,9 @@ def wait_until(check: object, timeout: float = 60.0) -> None:
 def test_two_front_ends_without_torch_and_one_engine(server: ServerProcess) -> None:
     engine, fronts = processes(server)
     assert len(fronts) == 2 and holds_torch(engine)
+    assert not holds_torch(server.process.pid)  # nor does the supervisor
+    # the device the engine resolved ("auto" → "cpu" here), as each front end describes it
+    assert all(httpx.get(f"{server.url}/v1/model", timeout=10).json()["device"] == "cpu" for _ in range(6))
 
 
 def test_requests_from_both_front_ends_share_batches(server: ServerProcess) -> None:
