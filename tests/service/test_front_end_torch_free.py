@@ -85,7 +85,7 @@ def test_a_serving_front_end_with_the_process_engine_imports_no_torch() -> None:
     )
     statuses = found["statuses"]
     assert statuses["card"] == "ModelCard"
-    assert statuses["model"] == [5, "auto", 81.9868]  # the device as set: only the inference process resolves it
+    assert statuses["model"] == [5, "cpu", 81.9868]  # "auto" as the inference process resolved it, told when ready
     assert statuses["classify"] == [200, "layer3.res"] and statuses["multipart"] == 200
     assert statuses["stream"] == [200, 4]  # exits 0-3 as they come, then the final one
     assert statuses["v2_meta"] == statuses["v2_infer"] == statuses["openapi"] == statuses["metrics"] == 200
