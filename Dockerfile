@@ -12,6 +12,8 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
 
 WORKDIR /opt/elastic
 COPY pyproject.toml README.md ./
+COPY elastic_anytime/ elastic_anytime/
+COPY benchmarks/ benchmarks/
 COPY elastic_cli/ elastic_cli/
 COPY models/ models/
 COPY service/ service/
@@ -19,14 +21,14 @@ COPY training/ training/
 
 # Constrain pip to the torch/torchvision the base ships: if the project ever asks for other versions the build
 # fails here instead of silently pulling a multi-GB wheel. No extras: training tools (tqdm, matplotlib) stay out.
-# The shipped checkpoint is package data of `models.pretrained`, so it lands in site-packages with the code;
+# The shipped checkpoint is package data of `elastic_anytime.models.pretrained`, so it lands in site-packages with the code;
 # the check (-I: not from the source tree in the working dir) fails the build if it did not.
 # (Local labels like +cu130 are cut: pip cannot match `torch==2.14.1` against a `==2.14.1+cu130` constraint.)
 RUN python3 -c "import torch as t, torchvision as v; print('torch==' + t.__version__.split('+')[0]); print('torchvision==' + v.__version__.split('+')[0])" \
         > /tmp/base-constraints.txt \
     && python3 -m pip install --constraint /tmp/base-constraints.txt . \
     && rm -rf /tmp/base-constraints.txt /opt/elastic/build \
-    && python3 -I -c "from models.pretrained import default_checkpoint as d; assert (d() / 'model.safetensors').is_file(), d()" \
+    && python3 -I -c "from elastic_anytime.models.pretrained import default_checkpoint as d; assert (d() / 'model.safetensors').is_file(), d()" \
     && groupadd --gid 10001 elastic \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin elastic \
     && mkdir -p /models \

@@ -1,7 +1,7 @@
 """The "front ends" phase of the suite: `elastic serve --workers W` for a few W, each measured for memory
 (the RSS of every process of the server, summed) and for throughput through its front ends.
 
-With W ≥ 2 the server is a supervisor, one engine process and W front ends (service.supervisor); with
+With W ≥ 2 the server is a supervisor, one engine process and W front ends (service.worker.supervisor); with
 W = 1 it is one front end and its own inference process. The engine is the process that maps torch."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import servers
+from elastic_anytime.benchmarks import servers
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _mb(value: float | None) -> str:
 
 def front_ends_section(results: dict[str, Any]) -> str:
     """The "Front ends sharing one engine" section of BENCHMARKS.md ('' when the phase did not run)."""
-    from benchmarks.markdown import ms, pct, table
+    from elastic_anytime.benchmarks.markdown import ms, pct, table
 
     points = results["elastic"].get("front_ends")
     if not points:
@@ -167,7 +167,7 @@ def front_ends_section(results: dict[str, Any]) -> str:
     return f"""## Front ends sharing one engine (`--workers`)
 
 `elastic serve --workers W`: with W ≥ 2 a supervisor, one engine process (the model, the batcher) and W
-HTTP front ends without torch (service.supervisor); with W = 1 one front end and its own inference
+HTTP front ends without torch (service.worker.supervisor); with W = 1 one front end and its own inference
 process. RSS summed over every process of the server, at rest after a warm-up and again after the two
 points; then full depth at concurrency {SATURATION_CONCURRENCY} and a {BUDGET_MS:g} ms budget at concurrency
 {BUDGETED_CONCURRENCY}, through the front ends (on this machine's cores they compete with the engine).

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.dataset import Sample
-from benchmarks.loadgen import Record, build_requests, check_loopback
+from elastic_anytime.benchmarks.dataset import Sample
+from elastic_anytime.benchmarks.loadgen import Record, build_requests, check_loopback
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "install it with `apt-get install hey` (`make bench` tries to)"

@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from benchmarks import serving_bound
-from benchmarks.dataset import Sample
-from benchmarks.stats import exit_timing, percentiles
-from models.checkpoint import Checkpoint, load_checkpoint
-from models.transforms import eval_transform
-from service.runner import ModelRunner
+from elastic_anytime.benchmarks import serving_bound
+from elastic_anytime.benchmarks.dataset import Sample
+from elastic_anytime.benchmarks.stats import exit_timing, percentiles
+from elastic_anytime.models.checkpoint import Checkpoint, load_checkpoint
+from elastic_anytime.models.transforms import eval_transform
+from elastic_anytime.service.engine.runner import ModelRunner
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The peer server: LitServe serving the same checkpoint at full depth, the same API shape.
 
-Run as `python -m benchmarks.litserve_peer --port P [--max-batch-size N --batch-timeout S --accelerator cuda]`.
+Run as `python -m elastic_anytime.benchmarks.litserve_peer --port P [--max-batch-size N --batch-timeout S
+--accelerator cuda]`.
 Decode, batch and forward are the plainest LitServe hooks, so the comparison measures the
 serving machinery, not a different model path.
 """
@@ -16,9 +17,9 @@ import litserve as ls
 import torch
 from fastapi import HTTPException
 
-from benchmarks.inprocess import make_decoder
-from models.checkpoint import load_checkpoint
-from models.pretrained import default_checkpoint
+from elastic_anytime.benchmarks.inprocess import make_decoder
+from elastic_anytime.models.checkpoint import load_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
 
 log = logging.getLogger(__name__)
 

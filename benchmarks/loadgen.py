@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from benchmarks.dataset import Sample
-from benchmarks.http1 import Http1Pool, HttpError, Response, build_request
+from elastic_anytime.benchmarks.dataset import Sample
+from elastic_anytime.benchmarks.http1 import Http1Pool, HttpError, Response, build_request
 
 log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}

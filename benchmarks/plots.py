@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 
-from benchmarks.targets import serving_exits
+from elastic_anytime.benchmarks.targets import serving_exits
 
 
 def _pct(values: list[float | None]) -> list[float]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.front_ends import front_ends_section
-from benchmarks.markdown import ms, pct, table
-from benchmarks.oracle import QUANTILE
-from benchmarks.report_shapes import traffic_shapes
-from benchmarks.targets import eligible_budget_ms
+from elastic_anytime.benchmarks.front_ends import front_ends_section
+from elastic_anytime.benchmarks.markdown import ms, pct, table
+from elastic_anytime.benchmarks.oracle import QUANTILE
+from elastic_anytime.benchmarks.report_shapes import traffic_shapes
+from elastic_anytime.benchmarks.targets import eligible_budget_ms
 
 
 def exits_text(histogram: dict[str, int]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.markdown import ms, pct, table
+from elastic_anytime.benchmarks.markdown import ms, pct, table
 
 
 def shape_load(p: dict[str, Any]) -> str:

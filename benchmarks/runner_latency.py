@@ -1,7 +1,7 @@
 """Per-exit latency of the serving runner in-process, as the server runs it (batch norms folded, the
 server's precision and memory layout), at several batch sizes and precisions, on any device:
 
-    python -m benchmarks.runner_latency --device cuda --batches 1,8,32,128 --precisions fp32,bf16 \\
+    python -m elastic_anytime.benchmarks.runner_latency --device cuda --batches 1,8,32,128 --precisions fp32,bf16 \\
         --data .gpudata --out latency.json
 
 Per (precision, batch, exit k) two numbers, each the distribution over `--reps` timed runs after
@@ -29,14 +29,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from benchmarks import machine
-from benchmarks.dataset import load_samples
-from benchmarks.inprocess import synchronize
-from benchmarks.serving_bound import serving_pass
-from benchmarks.stats import percentiles
-from models.checkpoint import load_checkpoint
-from models.pretrained import default_checkpoint
-from service.runner import ModelRunner, resolve_device
+from elastic_anytime.benchmarks import machine
+from elastic_anytime.benchmarks.dataset import load_samples
+from elastic_anytime.benchmarks.inprocess import synchronize
+from elastic_anytime.benchmarks.serving_bound import serving_pass
+from elastic_anytime.benchmarks.stats import percentiles
+from elastic_anytime.models.checkpoint import load_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.service.engine.runner import ModelRunner, resolve_device
 
 log = logging.getLogger(__name__)
 

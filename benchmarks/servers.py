@@ -97,7 +97,8 @@ def start(
 
 
 def elastic_command(checkpoint: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "elastic_cli.main", "serve", str(checkpoint), "--host", HOST, "--port", str(port)]
+    cli = "elastic_anytime.elastic_cli.main"
+    return [sys.executable, "-m", cli, "serve", str(checkpoint), "--host", HOST, "--port", str(port)]
 
 
 def litserve_command(
@@ -106,7 +107,7 @@ def litserve_command(
     return [
         sys.executable,
         "-m",
-        "benchmarks.litserve_peer",
+        "elastic_anytime.benchmarks.litserve_peer",
         str(checkpoint),
         "--port",
         str(port),

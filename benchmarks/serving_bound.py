@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.dataset import Sample
-from benchmarks.stats import exit_timing
-from service.imaging import decode_image
-from service.runner import ModelRunner
-from service.settings import Settings
+from elastic_anytime.benchmarks.dataset import Sample
+from elastic_anytime.benchmarks.stats import exit_timing
+from elastic_anytime.service.engine.runner import ModelRunner
+from elastic_anytime.service.http.imaging import decode_image
+from elastic_anytime.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.dataset import Sample
-from benchmarks.http1 import Connection, HttpError, connect
-from benchmarks.loadgen import Record, build_requests, check_loopback, parse_response
+from elastic_anytime.benchmarks.dataset import Sample
+from elastic_anytime.benchmarks.http1 import Connection, HttpError, connect
+from elastic_anytime.benchmarks.loadgen import Record, build_requests, check_loopback, parse_response
 
 log = logging.getLogger(__name__)
 

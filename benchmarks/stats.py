@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.loadgen import PointRun, Record
+from elastic_anytime.benchmarks.loadgen import PointRun, Record
 
 # 503: overloaded or queue full; 429: rate limited. A 422 `budget_too_small` (the budget is below what the
 # server's first exit needs) is a refusal too: see `is_rejected`.

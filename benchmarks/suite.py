@@ -25,16 +25,16 @@ from typing import Any
 import httpx
 import torch
 
-from benchmarks import inprocess, machine, servers
-from benchmarks.dataset import Sample, load_samples
-from benchmarks.front_ends import run_front_ends
-from benchmarks.loadgen import LoadSpec, run_point
-from benchmarks.oracle import QUANTILE, accuracy_on, fixed_exit_fit, oracle_exit
-from benchmarks.sizes import SuiteSize
-from benchmarks.stats import deadline_view, summarize_run
-from benchmarks.targets import evaluate_targets
-from benchmarks.traffic import run_traffic
-from models.checkpoint import read_metadata
+from elastic_anytime.benchmarks import inprocess, machine, servers
+from elastic_anytime.benchmarks.dataset import Sample, load_samples
+from elastic_anytime.benchmarks.front_ends import run_front_ends
+from elastic_anytime.benchmarks.loadgen import LoadSpec, run_point
+from elastic_anytime.benchmarks.oracle import QUANTILE, accuracy_on, fixed_exit_fit, oracle_exit
+from elastic_anytime.benchmarks.sizes import SuiteSize
+from elastic_anytime.benchmarks.stats import deadline_view, summarize_run
+from elastic_anytime.benchmarks.targets import evaluate_targets
+from elastic_anytime.benchmarks.traffic import run_traffic
+from elastic_anytime.models.checkpoint import read_metadata
 
 log = logging.getLogger(__name__)
 

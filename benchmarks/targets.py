@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.front_ends import front_end_targets
-from benchmarks.shape_targets import evaluate_shape_targets
+from elastic_anytime.benchmarks.front_ends import front_end_targets
+from elastic_anytime.benchmarks.shape_targets import evaluate_shape_targets
 
 LATENCY_RATIO_MAX = 1.15
 THROUGHPUT_RATIO_MIN = 2.0

@@ -22,8 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.dataset import Sample
-from benchmarks.hey import (
+from elastic_anytime.benchmarks.dataset import Sample
+from elastic_anytime.benchmarks.hey import (
     HeyError,
     HeySpec,
     display_command,
@@ -32,10 +32,10 @@ from benchmarks.hey import (
     run_hey,
     server_hit_rate,
 )
-from benchmarks.loadgen import LoadSpec, Record, records_to_json, run_point
-from benchmarks.shapes import BurstSpec, SparseSpec, run_bursts, run_sparse
-from benchmarks.sizes import ShapeSize
-from benchmarks.stats import summarize, summarize_run
+from elastic_anytime.benchmarks.loadgen import LoadSpec, Record, records_to_json, run_point
+from elastic_anytime.benchmarks.shapes import BurstSpec, SparseSpec, run_bursts, run_sparse
+from elastic_anytime.benchmarks.sizes import ShapeSize
+from elastic_anytime.benchmarks.stats import summarize, summarize_run
 
 log = logging.getLogger(__name__)
 IDLE_PAUSE_S = 1.0  # before the sparse points: the server's earlier work drains, its queue empties

@@ -99,8 +99,8 @@ def _stop_on_sigterm() -> None:
 def _classes(url: str, checkpoint: str | None) -> list[str]:
     import httpx
 
-    from models.checkpoint import read_metadata
-    from models.pretrained import default_checkpoint
+    from elastic_anytime.models.checkpoint import read_metadata
+    from elastic_anytime.models.pretrained import default_checkpoint
 
     if checkpoint is None:
         base = url.split("/v1/")[0]
@@ -125,9 +125,9 @@ def _extra_fields(pairs: list[str]) -> dict[str, str]:
 
 def _shape_point(args: argparse.Namespace, samples: list, load: float, fields: dict[str, Any]) -> dict[str, Any]:
     """One sparse, burst or hey point with its per-request records."""
-    from benchmarks.hey import HeySpec
-    from benchmarks.shapes import BurstSpec, SparseSpec
-    from benchmarks.traffic import burst_point, hey_point, sparse_point
+    from elastic_anytime.benchmarks.hey import HeySpec
+    from elastic_anytime.benchmarks.shapes import BurstSpec, SparseSpec
+    from elastic_anytime.benchmarks.traffic import burst_point, hey_point, sparse_point
 
     if args.mode == "sparse":
         spec = SparseSpec(load, args.requests, fields, args.new_connection, args.raw, args.time_limit, args.timeout)
@@ -140,12 +140,12 @@ def _shape_point(args: argparse.Namespace, samples: list, load: float, fields: d
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from benchmarks.dataset import load_samples
-    from benchmarks.hey import HeyError
-    from benchmarks.loadgen import LoadSpec, check_loopback, records_to_json, run_point
-    from benchmarks.report import points_table
-    from benchmarks.report_shapes import shapes_table
-    from benchmarks.stats import summarize_run
+    from elastic_anytime.benchmarks.dataset import load_samples
+    from elastic_anytime.benchmarks.hey import HeyError
+    from elastic_anytime.benchmarks.loadgen import LoadSpec, check_loopback, records_to_json, run_point
+    from elastic_anytime.benchmarks.report import points_table
+    from elastic_anytime.benchmarks.report_shapes import shapes_table
+    from elastic_anytime.benchmarks.stats import summarize_run
 
     check_loopback(args.url)
     samples = load_samples(args.data, _classes(args.url, args.checkpoint), args.images, args.split, args.seed)
@@ -186,10 +186,10 @@ def run_load(args: argparse.Namespace) -> int:
 def run_suite(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmarks.sizes import SIZES
-    from benchmarks.suite import SuiteConfig, run_suite
-    from models.pretrained import default_checkpoint
-    from service.runner import resolve_device
+    from elastic_anytime.benchmarks.sizes import SIZES
+    from elastic_anytime.benchmarks.suite import SuiteConfig, run_suite
+    from elastic_anytime.models.pretrained import default_checkpoint
+    from elastic_anytime.service.engine.runner import resolve_device
 
     checkpoint = (args.checkpoint or default_checkpoint()).resolve()
     device = resolve_device(args.device).type  # ValueError (exit 2) when cuda is asked for and missing
@@ -222,8 +222,8 @@ def run_suite(args: argparse.Namespace) -> int:
 
 def write_report(results: dict[str, Any], doc: Path, assets: Path) -> None:
     """The markdown at `doc`, the plots and a copy of the results in `assets`, linked relative to `doc`."""
-    from benchmarks.plots import write_plots
-    from benchmarks.report import render
+    from elastic_anytime.benchmarks.plots import write_plots
+    from elastic_anytime.benchmarks.report import render
 
     plots = write_plots(results, assets)
     json_path = assets / "results.json"
@@ -235,7 +235,7 @@ def write_report(results: dict[str, Any], doc: Path, assets: Path) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from benchmarks.targets import evaluate_targets
+    from elastic_anytime.benchmarks.targets import evaluate_targets
 
     results = json.loads(args.results.read_text())
     results["targets"] = evaluate_targets(results)  # the same measurements, scored as the suite scores them now

@@ -56,10 +56,16 @@ def _device(name: str) -> torch.device:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from models.checkpoint import CheckpointError, load_checkpoint
-    from models.pretrained import default_checkpoint
-    from training.evaluate import checkpoint_test_data, evaluate, exits_report, format_report, write_accuracies
-    from training.report import plot_anytime_curve
+    from elastic_anytime.models.checkpoint import CheckpointError, load_checkpoint
+    from elastic_anytime.models.pretrained import default_checkpoint
+    from elastic_anytime.training.evaluate import (
+        checkpoint_test_data,
+        evaluate,
+        exits_report,
+        format_report,
+        write_accuracies,
+    )
+    from elastic_anytime.training.report import plot_anytime_curve
 
     if args.limit < 0 or args.batch_size < 1:
         sys.stderr.write("error: --limit must be >= 0 and --batch-size >= 1\n")
@@ -111,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_agreement(path: Path, ckpt: Any, images: torch.Tensor, args: argparse.Namespace, device: Any) -> None:
     """The guardrail's baseline (training.agreement): a second pass over the same images."""
-    from training.agreement import agreement_table, exit_outputs, write_agreement
+    from elastic_anytime.training.agreement import agreement_table, exit_outputs, write_agreement
 
     meta = ckpt.meta
     temperatures = [float(e.get("temperature", 1.0)) for e in meta["exits"]]

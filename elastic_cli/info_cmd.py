@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from models.checkpoint import CheckpointError, read_metadata
-from models.pretrained import default_checkpoint
+from elastic_anytime.models.checkpoint import CheckpointError, read_metadata
+from elastic_anytime.models.pretrained import default_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,11 +11,11 @@ from types import ModuleType
 
 # subcommand → module in this package exposing add_arguments(parser) and run(args) -> int
 COMMANDS = {
-    "train": ("elastic_cli.train_cmd", "train an elastic network and write a checkpoint"),
-    "eval": ("elastic_cli.eval_cmd", "per-exit accuracy of a checkpoint on a dataset"),
-    "info": ("elastic_cli.info_cmd", "exits, MFLOPs, params, accuracy and classes of a checkpoint"),
-    "serve": ("elastic_cli.serve_cmd", "serve a checkpoint over HTTP with per-request budgets"),
-    "bench": ("elastic_cli.bench_cmd", "load-test a server: budgets, accuracy, latency, throughput"),
+    "train": ("elastic_anytime.elastic_cli.train_cmd", "train an elastic network and write a checkpoint"),
+    "eval": ("elastic_anytime.elastic_cli.eval_cmd", "per-exit accuracy of a checkpoint on a dataset"),
+    "info": ("elastic_anytime.elastic_cli.info_cmd", "exits, MFLOPs, params, accuracy and classes of a checkpoint"),
+    "serve": ("elastic_anytime.elastic_cli.serve_cmd", "serve a checkpoint over HTTP with per-request budgets"),
+    "bench": ("elastic_anytime.elastic_cli.bench_cmd", "load-test a server: budgets, accuracy, latency, throughput"),
 }
 
 

@@ -1,7 +1,7 @@
 """`elastic serve [CHECKPOINT] [--host] [--port] …`: the HTTP server under uvicorn.
 
 Settings come from `ELASTIC_*` variables, overridden by flags; the result is written back to the
-environment so that every uvicorn worker builds the same app through `service.main:create_app`.
+environment so that every uvicorn worker builds the same app through `service.http.main:create_app`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from service.settings import Settings, SettingsError
+from elastic_anytime.service.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _log_config(level: str) -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    for name in ("service", "models", "elastic_cli"):
+    for name in ("elastic_anytime",):
         config["loggers"][name] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return config
 
@@ -85,7 +85,7 @@ def _prepare_multiprocess_dir(workers: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # torch-free: this process only supervises (or is the one front end), it never holds the model
-    from service.model_card import ModelCardError, default_checkpoint, read_metadata
+    from elastic_anytime.service.http.model_card import ModelCardError, default_checkpoint, read_metadata
 
     overrides = {name: getattr(args, name) for name in _FLAG_FIELDS}
     try:
@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from service.arrival import ArrivalProtocol
+    from elastic_anytime.service.http.arrival import ArrivalProtocol
 
     options = {
-        "http": ArrivalProtocol,  # budgets count from a request's first byte (service.arrival)
+        "http": ArrivalProtocol,  # budgets count from a request's first byte (service.http.arrival)
         "host": args.host,
         "port": args.port,
         "log_config": _log_config(args.log_level),
@@ -118,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
         "access_log": not args.no_access_log,
         "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
     }
-    if (args.workers > 1 or settings.engines > 1) and settings.engine == "process":  # service.supervisor
-        from service.supervisor import Supervisor
+    if (args.workers > 1 or settings.engines > 1) and settings.engine == "process":  # service.worker.supervisor
+        from elastic_anytime.service.worker.supervisor import Supervisor
 
         env = {**settings.to_env(), "ELASTIC_CHECKPOINT": str(checkpoint.resolve())}  # one name in every process
         return Supervisor(env, args.workers, options, settings.drain_timeout_s, settings.engines).run()
-    uvicorn.run("service.main:create_app", factory=True, workers=args.workers, **options)
+    uvicorn.run("elastic_anytime.service.http.main:create_app", factory=True, workers=args.workers, **options)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.config import add_config_arguments, config_from_args
+from elastic_anytime.training.config import add_config_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.train import train
+    from elastic_anytime.training.train import train
 
     try:
         cfg = config_from_args(args)

@@ -1,8 +1,8 @@
 """Elastic networks: backbones split into stages with an exit classifier after each."""
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from models.elastic import ElasticNet
-from models.registry import available_models, create_model
+from elastic_anytime.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import available_models, create_model
 
 __all__ = [
     "CheckpointError",

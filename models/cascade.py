@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from models.elastic import ElasticNet
+from elastic_anytime.models.elastic import ElasticNet
 
 CascadeState = tuple[Tensor, Tensor, Tensor, Tensor]
 # Exits at about 48, 99, 177 and 297 anytime MFLOPs for a 32x32 input (the shipped recipe's sizes).

@@ -17,9 +17,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from models.cost import exit_costs
-from models.elastic import ElasticNet
-from models.registry import create_model
+from elastic_anytime.models.cost import exit_costs
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import create_model
 
 SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.elastic import ElasticNet
+from elastic_anytime.models.elastic import ElasticNet
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from models.backbones import Backbone
-from models.backbones.cifar_resnet import cifar_resnet
-from models.backbones.densenet import densenet121
-from models.backbones.fast_resnet import resnet9
-from models.backbones.mobilenet import mobilenetv2
-from models.backbones.torchvision_resnet import torchvision_resnet
-from models.backbones.vgg import vgg16_bn
-from models.cascade import multiscale_cascade
-from models.elastic import ElasticNet, ExitSpec
-from models.heads import head_factory
+from elastic_anytime.models.backbones import Backbone
+from elastic_anytime.models.backbones.cifar_resnet import cifar_resnet
+from elastic_anytime.models.backbones.densenet import densenet121
+from elastic_anytime.models.backbones.fast_resnet import resnet9
+from elastic_anytime.models.backbones.mobilenet import mobilenetv2
+from elastic_anytime.models.backbones.torchvision_resnet import torchvision_resnet
+from elastic_anytime.models.backbones.vgg import vgg16_bn
+from elastic_anytime.models.cascade import multiscale_cascade
+from elastic_anytime.models.elastic import ElasticNet, ExitSpec
+from elastic_anytime.models.heads import head_factory
 
 _BACKBONES: dict[str, Callable[..., Backbone]] = {
     "tiny": lambda: cifar_resnet(depth=8, width=4),

@@ -31,7 +31,7 @@ nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 echo "cores: $(nproc); $(grep -m1 'model name' /proc/cpuinfo)"
 echo "load: $(cat /proc/loadavg)"
 
-timeout -k 10 "$LIMIT" "$PYTHON" -m elastic_cli.main bench suite --device "$DEVICE" --size "$SIZE" --threads "$THREADS" \
+timeout -k 10 "$LIMIT" "$PYTHON" -m elastic_anytime.elastic_cli.main bench suite --device "$DEVICE" --size "$SIZE" --threads "$THREADS" \
     --data .gpudata --out "$OUT/suite" --doc "$OUT/BENCHMARKS.md" --assets "$OUT/assets"
 echo "suite: exit $?"
 cp "$OUT/suite/results.json" "$OUT/results.json" 2>/dev/null || echo "no results.json"

@@ -79,12 +79,12 @@ step tests "$T_TESTS" "$PYTHON" -m pytest -q -p no:cacheprovider -o faulthandler
     --junitxml="$OUT/pytest.xml" "${TESTS[@]}"
 
 # b. per-exit latency of the serving runner (folded, as served), synchronised, after warm-up
-step latency "$T_LATENCY" "$PYTHON" -m benchmarks.runner_latency --device "$DEVICE" --batches "$BATCHES" \
+step latency "$T_LATENCY" "$PYTHON" -m elastic_anytime.benchmarks.runner_latency --device "$DEVICE" --batches "$BATCHES" \
     --precisions "$PRECISIONS" --reps "$REPS" --warmup 10 --data .gpudata --out "$OUT/latency.json"
 
 # c. the benchmark suite, our server only (LitServe is not on that machine)
 suite_dir=$(mktemp -d)
-step suite "$T_SUITE" "$PYTHON" -m elastic_cli.main bench suite --device "$DEVICE" --size "$SIZE" --no-peer \
+step suite "$T_SUITE" "$PYTHON" -m elastic_anytime.elastic_cli.main bench suite --device "$DEVICE" --size "$SIZE" --no-peer \
     --data .gpudata --out "$suite_dir"
 cp "$suite_dir/results.json" "$OUT/results.json" 2>/dev/null || echo "no results.json"
 cp "$suite_dir/logs/elastic.log" "$OUT/elastic.log" 2>/dev/null || echo "no server log"
@@ -93,7 +93,7 @@ cp "$suite_dir/logs/elastic.log" "$OUT/elastic.log" 2>/dev/null || echo "no serv
 #    and with a 10 ms budget, closed loop with many clients
 workers_bench() {
     local port=8765
-    ELASTIC_DEVICE=$DEVICE "$PYTHON" -m elastic_cli.main serve --workers "$WORKERS" --port $port \
+    ELASTIC_DEVICE=$DEVICE "$PYTHON" -m elastic_anytime.elastic_cli.main serve --workers "$WORKERS" --port $port \
         --no-access-log --log-level warning >"$suite_dir/workers.log" 2>&1 &
     local server=$!
     "$PYTHON" - $port <<'EOF'
@@ -106,7 +106,7 @@ for _ in range(240):
         pass
     time.sleep(0.5)
 EOF
-    "$PYTHON" -m elastic_cli.main bench load --url http://127.0.0.1:$port/v1/classify --data .gpudata \
+    "$PYTHON" -m elastic_anytime.elastic_cli.main bench load --url http://127.0.0.1:$port/v1/classify --data .gpudata \
         --budgets none,10 --concurrency 64 --requests 4000 --time-limit 20 --json "$OUT/workers.json"
     local rc=$?
     kill "$server"; wait "$server"

@@ -8,7 +8,7 @@ out=${OUT:-runs/gpu}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-python3 -m training.fast_recipe --data .pack/train --recipe training/recipes/cascade-cifar10.json \
+python3 -m elastic_anytime.training.fast_recipe --data .pack/train --recipe training/recipes/cascade-cifar10.json \
   --out "$out" --workers 14 "$@" 2>&1 | grep -v -i warn | tee "$out/train.log"
 python3 -c "
 import json, sys

@@ -56,13 +56,13 @@ if [[ ${SEED_CHECK:-0} == 1 ]]; then
   train resnet20-final-seed1 --model cifar_resnet20 --exits final --seed 1
   train mobilenetv2-exits-seed1 --model mobilenetv2 --model-arg width_mult=0.5 --exits all --seed 1
   train mobilenetv2-final-seed1 --model mobilenetv2 --model-arg width_mult=0.5 --exits final --seed 1
-  "$PYTHON" -m training.compare "$OUT" \
+  "$PYTHON" -m elastic_anytime.training.compare "$OUT" \
     --pair "CIFAR ResNet-20, seed 1=resnet20-exits-seed1,resnet20-final-seed1" \
     --pair "MobileNetV2 ×0.5, seed 1=mobilenetv2-exits-seed1,mobilenetv2-final-seed1" \
     --png "$OUT/seed1.png" --markdown "$OUT/table-seed1.md"
 fi
 
-"$PYTHON" -m training.compare "$OUT" \
+"$PYTHON" -m elastic_anytime.training.compare "$OUT" \
   --pair "CIFAR ResNet-20=resnet20-exits,resnet20-final" \
   --pair "MobileNetV2 ×0.5=mobilenetv2-exits,mobilenetv2-final" \
   --pair "DenseNet-121 k=12=densenet121-exits,densenet121-final" \

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from service.cpu_placement import check_setting
+from elastic_anytime.service.worker.cpu_placement import check_setting
 
 ENV_PREFIX = "ELASTIC_"
 
@@ -28,7 +28,7 @@ class Settings(BaseModel):
     device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'…")
     torch_threads: int = Field(0, ge=0, le=256, description="intra-op threads for the model; 0: torch's default")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="'auto': bfloat16 on a CPU with native bfloat16, else float32 (see service.runner)"
+        "auto", description="'auto': bfloat16 on a CPU with native bfloat16, else float32 (see service.engine.runner)"
     )
 
     # batching and admission
@@ -61,7 +61,7 @@ class Settings(BaseModel):
     response_margin_ms: float = Field(0.5, ge=0, le=10_000, allow_inf_nan=False)
     # room kept, on top of that margin, for answers to reach their handlers (a thread wake-up, or the pipe
     # from the inference process and a busy event loop): this quantile of the last second's hand-offs
-    # (service.handoff_estimate); off: none
+    # (service.engine.handoff_estimate); off: none
     handoff_quantile: Literal["off", "p50", "p95", "p99"] = "p50"
 
     # latency profile
@@ -86,16 +86,16 @@ class Settings(BaseModel):
         "arrives); 0: never",
     )
     # thread: the engine runs in a thread of the server process; process: in a child process with a GIL
-    # of its own (service.engine_process)
+    # of its own (service.worker.client)
     engine: Literal["thread", "process"] = "process"
-    # a shared engine process's Unix socket (`elastic serve --workers N` sets it: service.supervisor); the
+    # a shared engine process's Unix socket (`elastic serve --workers N` sets it: service.worker.supervisor); the
     # front end connects to it instead of starting an inference process of its own
     engine_socket: str | None = None
     # engine processes behind the front ends (`elastic serve`): one per GPU, each on cuda:<index>; on a CPU
     # more than one only splits the cores
     engines: int = Field(1, ge=1, le=64, description="engine processes; the front ends spread requests over them")
     # with the process engine: CPUs of its own for the inference process, the rest for the server
-    # (service.cpu_placement)
+    # (service.worker.cpu_placement)
     cpu_placement: str = Field("off", description="'off', 'auto', or SERVER:INFERENCE CPU lists such as 0-2:3")
     # the inference thread takes the GIL back after every torch op; while the event loop parses other
     # requests it waits up to this long each time (dozens of ops per stage): see docs/performance.md
@@ -105,7 +105,7 @@ class Settings(BaseModel):
     guardrail_share: float = Field(
         0.01, ge=0, le=1, allow_inf_nan=False,
         description="share of early answers re-run to the final exit while the engine is idle, their agreement "
-        "counted per exit (service.guardrail); 0: off",
+        "counted per exit (service.engine.guardrail); 0: off",
     )  # fmt: skip
     warmup_runs: int = Field(3, ge=0, le=1000)
     calibration_runs: int = Field(20, ge=1, le=10_000)

@@ -1,5 +1,5 @@
 """The guardrail's baseline: how often each exit agrees with the final exit on held-out images, measured
-the way the live guardrail draws its samples (service.guardrail), and stored in `elastic.json`.
+the way the live guardrail draws its samples (service.engine.guardrail), and stored in `elastic.json`.
 
 An answer stopped by a budget (time or compute) stops whatever the image, so its baseline is the agreement
 over all images. An answer stopped by a confidence target `t` at exit k is an image whose confidence
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import META_FILE, read_metadata
-from models.elastic import ElasticNet
-from models.transforms import normalize_batch
+from elastic_anytime.models.checkpoint import META_FILE, read_metadata
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.transforms import normalize_batch
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 # a confidence row resting on fewer images than this is left out (null): too noisy to alert on

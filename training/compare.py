@@ -1,5 +1,5 @@
 """Elastic vs baseline: read pairs of finished runs (`metrics.json`), write a Markdown table and one
-combined anytime plot. `python -m training.compare RUNS --pair "Label=exits_run,final_run" …`."""
+combined anytime plot. `python -m elastic_anytime.training.compare RUNS --pair "Label=exits_run,final_run" …`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.report import plot_comparison
+from elastic_anytime.training.report import plot_comparison
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _parse_pair(text: str) -> tuple[str, str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m elastic_anytime.training.compare", description=__doc__)
     parser.add_argument("runs", type=Path, help="folder holding the run folders")
     parser.add_argument("--pair", type=_parse_pair, action="append", required=True, metavar="LABEL=EXITS,FINAL")
     parser.add_argument("--png", type=Path, help="combined anytime plot")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 from PIL import Image
 
-from models.transforms import eval_transform
+from elastic_anytime.models.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import META_FILE, read_metadata
-from models.elastic import ElasticNet
-from models.transforms import eval_transform, normalize_batch
-from training.data import TensorData, load_split
+from elastic_anytime.models.checkpoint import META_FILE, read_metadata
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.transforms import eval_transform, normalize_batch
+from elastic_anytime.training.data import TensorData, load_split
 
 
 @dataclass

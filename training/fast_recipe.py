@@ -24,13 +24,13 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from models.registry import create_model
-from models.transforms import normalize_batch
-from training.data import CIFAR10_MEAN_STD, TensorData, augment
-from training.evaluate import evaluate
-from training.packed import load_packed
-from training.teacher import Teacher
-from training.train import decay_groups
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.models.transforms import normalize_batch
+from elastic_anytime.training.data import CIFAR10_MEAN_STD, TensorData, augment
+from elastic_anytime.training.evaluate import evaluate
+from elastic_anytime.training.packed import load_packed
+from elastic_anytime.training.teacher import Teacher
+from elastic_anytime.training.train import decay_groups
 
 log = logging.getLogger("fast_recipe")
 

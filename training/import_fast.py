@@ -20,12 +20,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from models.checkpoint import build_metadata, save_checkpoint
-from models.elastic import ElasticNet
-from models.registry import create_model
-from models.transforms import normalize_batch
-from training.calibration import calibrate_exits
-from training.packed import load_packed
+from elastic_anytime.models.checkpoint import build_metadata, save_checkpoint
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.models.transforms import normalize_batch
+from elastic_anytime.training.calibration import calibrate_exits
+from elastic_anytime.training.packed import load_packed
 
 log = logging.getLogger("import_fast")
 

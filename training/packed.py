@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training.data import TensorData
+from elastic_anytime.training.data import TensorData
 
 
 def _decode(chunk: list[bytes]) -> np.ndarray:

@@ -20,15 +20,15 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
-from models.checkpoint import build_metadata, save_checkpoint
-from models.elastic import ElasticNet
-from models.registry import create_model
-from models.transforms import normalize_batch
-from training.config import TrainConfig
-from training.data import augment, load_split, mean_std
-from training.evaluate import evaluate
-from training.losses import elastic_loss
-from training.report import plot_anytime_curve
+from elastic_anytime.models.checkpoint import build_metadata, save_checkpoint
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.models.transforms import normalize_batch
+from elastic_anytime.training.config import TrainConfig
+from elastic_anytime.training.data import augment, load_split, mean_std
+from elastic_anytime.training.evaluate import evaluate
+from elastic_anytime.training.losses import elastic_loss
+from elastic_anytime.training.report import plot_anytime_curve
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ for _ in $(seq 1 "$rounds"); do
         tree=.
         for word in $setting; do case $word in TREE=*) tree=${word#TREE=} ;; esac; done
         # shellcheck disable=SC2086  # each setting is one or more NAME=VALUE words
-        (cd "$tree" && exec env ELASTIC_TORCH_THREADS=1 $setting "$root/.venv/bin/python" -m elastic_cli.main serve \
+        (cd "$tree" && exec env ELASTIC_TORCH_THREADS=1 $setting "$root/.venv/bin/python" -m elastic_anytime.elastic_cli.main serve \
             --port "$port" --no-access-log >/tmp/ab_engine.log 2>&1) &
         server=$!
         for _ in $(seq 120); do sleep 0.5; curl -sf "localhost:$port/readyz" >/dev/null && break; done

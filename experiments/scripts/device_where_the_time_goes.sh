@@ -6,9 +6,9 @@ echo "== any cores"; exp
 echo "== one core (taskset -c 3)"; exp taskset -c 3
 echo "== two cores (taskset -c 3,4)"; exp taskset -c 3,4
 http() {  # http PIN_SERVER PIN_CLIENT
-  $1 python3 -m elastic_cli.main serve --port 8765 --log-level warning > /tmp/s.log 2>&1 &
+  $1 python3 -m elastic_anytime.elastic_cli.main serve --port 8765 --log-level warning > /tmp/s.log 2>&1 &
   for i in $(seq 120); do sleep 0.5; curl -sf localhost:8765/readyz >/dev/null && break; done
-  $2 python3 -m elastic_cli.main bench load --url http://127.0.0.1:8765/v1/classify --data .gpudata --budgets none --concurrency 1 --requests 600 2>&1 | tail -1
+  $2 python3 -m elastic_anytime.elastic_cli.main bench load --url http://127.0.0.1:8765/v1/classify --data .gpudata --budgets none --concurrency 1 --requests 600 2>&1 | tail -1
   kill %1; wait
 }
 echo "== http, any cores"; http "" ""

@@ -68,17 +68,17 @@ def worker(batches: int) -> dict[str, float]:
     """In the tree given as the working directory: median µs per batch of each case."""
     import torch
 
-    from models.checkpoint import load_checkpoint
-    from service.engine import Engine, EngineConfig, Job
-    from service.policy import Budget
-    from service.profile import LatencyProfile
-    from service.runner import ModelRunner
+    from elastic_anytime.models.checkpoint import load_checkpoint
+    from elastic_anytime.service.engine import scheduler
+    from elastic_anytime.service.engine.policy import Budget
+    from elastic_anytime.service.engine.profile import LatencyProfile
+    from elastic_anytime.service.engine.runner import ModelRunner
+    from elastic_anytime.service.engine.scheduler import Engine, EngineConfig, Job
 
     torch.set_num_threads(1)
     model = ModelRunner(load_checkpoint(CHECKPOINT), torch.device("cpu"), precision="fp32")
-    import service.engine
 
-    assert Path(service.engine.__file__).resolve().is_relative_to(Path.cwd().resolve()), service.engine.__file__
+    assert Path(scheduler.__file__).resolve().is_relative_to(Path.cwd().resolve()), scheduler.__file__
     results = {}
     for kind, size in CASES:
         runner = model if kind == "model" else NullRunner(model)

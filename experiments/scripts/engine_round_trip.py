@@ -15,11 +15,11 @@ import statistics
 
 import torch
 
-from benchmarks.dataset import load_samples
-from service.engine import Job
-from service.policy import Budget
-from service.settings import Settings
-from service.state import build_service
+from elastic_anytime.benchmarks.dataset import load_samples
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.scheduler import Job
+from elastic_anytime.service.http.state import build_service
+from elastic_anytime.service.settings import Settings
 
 
 async def serve_one_by_one(kind: str, datas: list[bytes], gap_s: float) -> list[tuple[float, float, float, float]]:

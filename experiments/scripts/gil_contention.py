@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from models.checkpoint import load_checkpoint
-from models.pretrained import default_checkpoint
-from service.runner import ModelRunner
+from elastic_anytime.models.checkpoint import load_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.service.engine.runner import ModelRunner
 
 
 class Stage(nn.Module):

@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.servers import elastic_command, free_port, start  # noqa: E402
+from elastic_anytime.benchmarks.servers import elastic_command, free_port, start  # noqa: E402
 
 log = logging.getLogger("guardrail_overhead")
 CHECKPOINT = ROOT / "models/pretrained/resnet9-cifar10"
@@ -49,7 +49,8 @@ def measure(share: str, data: str, log_dir: Path, points: list[tuple[str, int, s
             out = log_dir / f"load-{share}-{mode}.json"
             before = reruns(server.base_url)
             subprocess.run(
-                [sys.executable, "-m", "elastic_cli.main", "bench", "load", "--url", server.classify_url,
+                [sys.executable, "-m", "elastic_anytime.elastic_cli.main", "bench", "load",
+                 "--url", server.classify_url,
                  "--data", data, "--mode", mode, "--rates", str(rate), "--budgets", budgets,
                  "--requests", str(requests), "--time-limit", "30", "--json", str(out)],
                 check=True, capture_output=True, text=True,

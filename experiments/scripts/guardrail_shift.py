@@ -12,10 +12,10 @@ import logging
 
 import torch
 
-from models.checkpoint import load_checkpoint
-from models.pretrained import default_checkpoint
-from training.agreement import agreement_table, exit_outputs
-from training.evaluate import checkpoint_test_data
+from elastic_anytime.models.checkpoint import load_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.training.agreement import agreement_table, exit_outputs
+from elastic_anytime.training.evaluate import checkpoint_test_data
 
 log = logging.getLogger("guardrail_shift")
 

@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.http1 import build_request  # noqa: E402
-from benchmarks.loadgen import multipart_body  # noqa: E402
-from benchmarks.servers import free_port, start  # noqa: E402
+from elastic_anytime.benchmarks.http1 import build_request  # noqa: E402
+from elastic_anytime.benchmarks.loadgen import multipart_body  # noqa: E402
+from elastic_anytime.benchmarks.servers import free_port, start  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired_c1 import BOUNDARY, Connection, images_of_test_split, serve  # noqa: E402

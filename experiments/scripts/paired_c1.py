@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.dataset import load_samples  # noqa: E402
-from benchmarks.http1 import build_request  # noqa: E402
-from benchmarks.loadgen import multipart_body  # noqa: E402
-from benchmarks.servers import ServerProcess, elastic_command, free_port, start  # noqa: E402
+from elastic_anytime.benchmarks.dataset import load_samples  # noqa: E402
+from elastic_anytime.benchmarks.http1 import build_request  # noqa: E402
+from elastic_anytime.benchmarks.loadgen import multipart_body  # noqa: E402
+from elastic_anytime.benchmarks.servers import ServerProcess, elastic_command, free_port, start  # noqa: E402
 
 BOUNDARY = "pairedc1boundary"
 CHECKPOINT = ROOT / "models/pretrained/resnet9-cifar10"

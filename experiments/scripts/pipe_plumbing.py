@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 
-from service.handoff import LoopChannel
-from service.wakeup import Wakeup
+from elastic_anytime.service.engine.handoff import LoopChannel
+from elastic_anytime.service.engine.wakeup import Wakeup
 
 PAYLOAD = bytes(12288)
 

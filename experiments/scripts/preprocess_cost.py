@@ -1,4 +1,4 @@
-"""Front-end decode + preprocessing per CIFAR-10 JPEG: the torch path it replaced against service.preprocess
+"""Front-end decode + preprocessing per CIFAR-10 JPEG: the torch path it replaced against service.engine.preprocess
 (NumPy), back to back (hot) and after 200 ms idle (cold). Usage: python experiments/scripts/preprocess_cost.py"""
 
 import glob
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.pretrained import default_checkpoint
-from service.imaging import finish_image, open_image
-from service.settings import Settings
-from service.state import load_model
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.service.engine.loading import load_model
+from elastic_anytime.service.http.imaging import finish_image, open_image
+from elastic_anytime.service.settings import Settings
 
 torch.set_num_threads(1)
 runner, _ = load_model(Settings(), default_checkpoint(), torch.device("cpu"))

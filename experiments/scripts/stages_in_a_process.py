@@ -17,9 +17,9 @@ from gil_contention import quiet_and_busy  # this folder is on sys.path when run
 
 
 def child(conn: multiprocessing.connection.Connection) -> None:
-    from models.checkpoint import load_checkpoint
-    from models.pretrained import default_checkpoint
-    from service.runner import ModelRunner
+    from elastic_anytime.models.checkpoint import load_checkpoint
+    from elastic_anytime.models.pretrained import default_checkpoint
+    from elastic_anytime.service.engine.runner import ModelRunner
 
     torch.set_num_threads(1)
     runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")
@@ -53,9 +53,9 @@ def main() -> None:
     process.start()
     pixels = torch.randn(3, 32, 32).numpy().tobytes()
 
-    from models.checkpoint import load_checkpoint
-    from models.pretrained import default_checkpoint
-    from service.runner import ModelRunner
+    from elastic_anytime.models.checkpoint import load_checkpoint
+    from elastic_anytime.models.pretrained import default_checkpoint
+    from elastic_anytime.service.engine.runner import ModelRunner
 
     torch.set_num_threads(1)
     runner = ModelRunner(load_checkpoint(default_checkpoint()), torch.device("cpu"), precision="auto")

@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from benchmarks.dataset import load_samples
-from benchmarks.serving_bound import make_decoder, serving_pass
-from service.engine import Job
-from service.policy import Budget
-from service.settings import Settings
-from service.state import build_service
+from elastic_anytime.benchmarks.dataset import load_samples
+from elastic_anytime.benchmarks.serving_bound import make_decoder, serving_pass
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.scheduler import Job
+from elastic_anytime.service.http.state import build_service
+from elastic_anytime.service.settings import Settings
 
 
 def p50(values: list[float]) -> str:

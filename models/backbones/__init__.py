@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from models.elastic import Block
+from elastic_anytime.models.elastic import Block
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.backbones import Backbone, Block
+from elastic_anytime.models.backbones import Backbone, Block
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import densenet
 
-from models.backbones import Backbone, Block
-from models.backbones.torchvision_weights import load_pretrained
+from elastic_anytime.models.backbones import Backbone, Block
+from elastic_anytime.models.backbones.torchvision_weights import load_pretrained
 
 
 class DenseStep(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.backbones import Backbone, Block
+from elastic_anytime.models.backbones import Backbone, Block
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:

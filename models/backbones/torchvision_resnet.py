@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import resnet
 
-from models.backbones import Backbone, Block
-from models.backbones.torchvision_weights import load_pretrained
+from elastic_anytime.models.backbones import Backbone, Block
+from elastic_anytime.models.backbones.torchvision_weights import load_pretrained
 
 _BUILDERS = {
     "resnet18": (resnet.resnet18, resnet.ResNet18_Weights.DEFAULT),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import vgg
 
-from models.backbones import Backbone, Block
-from models.backbones.torchvision_weights import load_pretrained
+from elastic_anytime.models.backbones import Backbone, Block
+from elastic_anytime.models.backbones.torchvision_weights import load_pretrained
 
 
 def _features(pretrained: bool) -> nn.Sequential:

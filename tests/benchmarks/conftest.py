@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.checkpoint import read_metadata
-from models.pretrained import default_checkpoint
+from elastic_anytime.models.checkpoint import read_metadata
+from elastic_anytime.models.pretrained import default_checkpoint
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # `import bench_images`

@@ -45,7 +45,7 @@ def outcomes(base_url: str) -> dict[str, float]:
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "elastic_cli.main", "bench", "load", *args]
+    command = [sys.executable, "-m", "elastic_anytime.elastic_cli.main", "bench", "load", *args]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 

@@ -24,7 +24,7 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     data = make_image_folder(tmp_path / "data", classes[:4], per_class=6)
     out, assets, doc = tmp_path / "out", tmp_path / "docs" / "benchmarks", tmp_path / "BENCHMARKS.md"
     command = [
-        sys.executable, "-m", "elastic_cli.main", "bench", "suite", "--size", "smoke", "--no-peer",
+        sys.executable, "-m", "elastic_anytime.elastic_cli.main", "bench", "suite", "--size", "smoke", "--no-peer",
         "--threads", "1", "--data", str(data), "--out", str(out), "--doc", str(doc), "--assets", str(assets),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
@@ -126,7 +126,7 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
 
     # the report re-renders from the results alone, identically
     again = tmp_path / "AGAIN.md"
-    command = [sys.executable, "-m", "elastic_cli.main", "bench", "report", str(out / "results.json"),
+    command = [sys.executable, "-m", "elastic_anytime.elastic_cli.main", "bench", "report", str(out / "results.json"),
                "--doc", str(again), "--assets", str(assets)]  # fmt: skip
     assert subprocess.run(command, cwd=REPO_ROOT, capture_output=True, timeout=300).returncode == 0
     assert again.read_text() == text

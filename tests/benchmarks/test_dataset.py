@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from bench_images import make_image_folder
 
-from benchmarks.dataset import load_samples, resolve_split
+from elastic_anytime.benchmarks.dataset import load_samples, resolve_split
 
 
 def test_samples_are_balanced_labelled_by_checkpoint_order_and_raw_bytes(tmp_path: Path, classes: list[str]) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from benchmarks.http1 import Http1Pool, HttpError, build_request
+from elastic_anytime.benchmarks.http1 import Http1Pool, HttpError, build_request
 
 RESPONSES = {
     b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",

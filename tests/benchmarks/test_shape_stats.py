@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hey import (
+from elastic_anytime.benchmarks.hey import (
     HeyError,
     HeySpec,
     _difference,
@@ -17,8 +17,8 @@ from benchmarks.hey import (
     refusals_from_server,
     server_hit_rate,
 )
-from benchmarks.loadgen import Record
-from benchmarks.stats import goodput, latency_gap, refusals_by_reason, summarize
+from elastic_anytime.benchmarks.loadgen import Record
+from elastic_anytime.benchmarks.stats import goodput, latency_gap, refusals_by_reason, summarize
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 
@@ -118,7 +118,7 @@ def test_the_server_side_of_a_hey_point_is_the_counter_difference() -> None:
 
 
 def test_hey_is_given_the_request_the_load_generator_would_send(tmp_path: Path) -> None:
-    from benchmarks.dataset import Sample
+    from elastic_anytime.benchmarks.dataset import Sample
 
     sample = Sample(b"\xff\xd8jpeg", 1, "a.jpg")
     url = "http://127.0.0.1:9/v1/classify"
@@ -138,9 +138,9 @@ def test_hey_is_given_the_request_the_load_generator_would_send(tmp_path: Path) 
 def test_the_suite_skips_the_hey_phase_with_a_note_when_hey_is_missing_or_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from benchmarks import traffic
-    from benchmarks.dataset import Sample
-    from benchmarks.sizes import SIZES
+    from elastic_anytime.benchmarks import traffic
+    from elastic_anytime.benchmarks.dataset import Sample
+    from elastic_anytime.benchmarks.sizes import SIZES
 
     sample, shapes = Sample(b"\xff\xd8", 0, "a.jpg"), SIZES["small"].shapes
     monkeypatch.setattr(traffic, "find_hey", lambda: None)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.loadgen import Record
-from benchmarks.report_shapes import refusals_text, shapes_table, traffic_shapes
-from benchmarks.shape_targets import evaluate_shape_targets
-from benchmarks.stats import summarize
+from elastic_anytime.benchmarks.loadgen import Record
+from elastic_anytime.benchmarks.report_shapes import refusals_text, shapes_table, traffic_shapes
+from elastic_anytime.benchmarks.shape_targets import evaluate_shape_targets
+from elastic_anytime.benchmarks.stats import summarize
 
 
 def ok(client_ms: float, server_ms: float | None = None, met: bool = True) -> Record:

@@ -1,8 +1,8 @@
 import pytest
 
-from benchmarks.loadgen import Record, check_loopback
-from benchmarks.oracle import accuracy_on, fixed_exit_fit, oracle_exit
-from benchmarks.stats import deadline_view, summarize
+from elastic_anytime.benchmarks.loadgen import Record, check_loopback
+from elastic_anytime.benchmarks.oracle import accuracy_on, fixed_exit_fit, oracle_exit
+from elastic_anytime.benchmarks.stats import deadline_view, summarize
 
 
 def _ok(label: int, class_id: int, exit_: int, client_ms: float, server_ms: float, met: bool) -> Record:

@@ -3,7 +3,7 @@ say how all scored answers did together."""
 
 from __future__ import annotations
 
-from benchmarks.targets import MIN_SCORED_ANSWERS, _worst_hit
+from elastic_anytime.benchmarks.targets import MIN_SCORED_ANSWERS, _worst_hit
 
 
 def point(budget: float, ok: int, rate: float) -> dict:

@@ -14,7 +14,7 @@ import httpx
 from PIL import Image
 from sse_parser_cases import CASES, RUN_CASES_JS
 
-from service.demo_routes import SAMPLES_DIR
+from elastic_anytime.service.http.demo_routes import SAMPLES_DIR
 
 log = logging.getLogger(__name__)
 

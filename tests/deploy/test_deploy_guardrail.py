@@ -18,11 +18,11 @@ import pytest
 from deploy_helpers import rule_queries
 from PIL import Image
 
-from models.checkpoint import read_metadata
-from models.pretrained import default_checkpoint
+from elastic_anytime.models.checkpoint import read_metadata
+from elastic_anytime.models.pretrained import default_checkpoint
 
 SAMPLE = Path(__file__).resolve().parent / "cifar10_test_sample"
-POOL = 32  # service.guardrail.POOL_SIZE: a chunk of requests no larger is never dropped from the pool
+POOL = 32  # service.engine.guardrail.POOL_SIZE: a chunk of requests no larger is never dropped from the pool
 EXIT_0_MFLOPS = 50.0  # between exit 0 (42) and exit 1 (80): every answer stops at exit 0, by compute
 NOISE_COPIES = 3
 log = logging.getLogger(__name__)

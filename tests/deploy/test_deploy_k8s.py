@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 from deploy_helpers import K8S, REPO, RULES, load_yaml, load_yaml_docs
 
-from service.settings import ENV_PREFIX, Settings
+from elastic_anytime.service.settings import ENV_PREFIX, Settings
 
 K8S_VERSIONS = ["1.29", kubernetes_validate.latest_version()]
 # variables `elastic serve` reads for its own flags (elastic_cli/serve_cmd.py), not Settings fields

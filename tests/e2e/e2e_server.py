@@ -6,7 +6,7 @@
         httpx.get(server.url + "/v1/model")
         server.process  # the Popen, e.g. to send SIGTERM yourself; server.log() for its output
 
-It runs `python -m elastic_cli.main serve CHECKPOINT --host 127.0.0.1 --port P` on a free port, waits
+It runs `python -m elastic_anytime.elastic_cli.main serve CHECKPOINT --host 127.0.0.1 --port P` on a free port, waits
 until `/readyz` answers 200, and at the end sends SIGTERM and waits for the process to exit (SIGKILL
 after `stop_timeout`). Output goes to a file, never a pipe that could fill up and stall the server.
 From another test directory: `sys.path` gets tests/e2e (see tests/e2e/conftest.py) or import by path.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from models.pretrained import default_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # few threads: the test machine has 2 cores shared with other work
@@ -73,7 +73,7 @@ def serve(
     """Start `elastic serve` in a subprocess, wait for readiness, yield it, stop it with SIGTERM."""
     port = free_port()
     command = [
-        sys.executable, "-m", "elastic_cli.main", "serve", str(checkpoint or default_checkpoint()),
+        sys.executable, "-m", "elastic_anytime.elastic_cli.main", "serve", str(checkpoint or default_checkpoint()),
         "--host", "127.0.0.1", "--port", str(port), *args,
     ]  # fmt: skip
     full_env = {**os.environ, **DEFAULT_ENV, **(env or {})}

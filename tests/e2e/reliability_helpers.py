@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.checkpoint import build_metadata, save_checkpoint
-from models.pretrained import default_checkpoint
-from models.registry import create_model
+from elastic_anytime.models.checkpoint import build_metadata, save_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.models.registry import create_model
 
 
 def rss_bytes(pid: int, peak: bool = False) -> int:

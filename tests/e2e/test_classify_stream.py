@@ -26,9 +26,9 @@ from httpx_sse import ServerSentEvent, connect_sse
 from image_builders import png_claiming
 from PIL import Image
 
-from models.checkpoint import build_metadata, save_checkpoint
-from models.pretrained import default_checkpoint
-from models.registry import create_model
+from elastic_anytime.models.checkpoint import build_metadata, save_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.models.registry import create_model
 
 ENGINES = ["process", "thread"]
 STREAM = "/v1/classify/stream"

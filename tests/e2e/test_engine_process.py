@@ -18,8 +18,8 @@ import pytest
 from e2e_server import ServerProcess, children, inference_child, serve
 from test_serving import JPEG, PNG, answer, classify_json, classify_multipart, classify_raw
 
-from models.pretrained import default_checkpoint
-from service.front_costs import MIN_LONE_EVIDENCE, SKIP_FIRST
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.service.engine.front_costs import MIN_LONE_EVIDENCE, SKIP_FIRST
 
 TOKEN = "process-mode-admin-token"
 

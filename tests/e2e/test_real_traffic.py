@@ -19,7 +19,7 @@ import httpx
 import pytest
 from test_serving import JPEG, classify_multipart
 
-from service.front_costs import SKIP_FIRST
+from elastic_anytime.service.engine.front_costs import SKIP_FIRST
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from e2e_server import ServerProcess, serve
 from PIL import Image
 from reliability_helpers import encode, tiny_checkpoint
 
-from models.checkpoint import build_metadata, save_checkpoint
-from models.pretrained import default_checkpoint
-from models.registry import create_model
+from elastic_anytime.models.checkpoint import build_metadata, save_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.models.registry import create_model
 
 TOKEN = "reload-test-token-0123"
 SHIPPED = json.loads((default_checkpoint() / "elastic.json").read_text())

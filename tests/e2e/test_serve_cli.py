@@ -10,7 +10,7 @@ from e2e_server import REPO_ROOT, free_port
 
 
 def serve_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "elastic_cli.main", "serve", *args, "--port", str(free_port())]
+    command = [sys.executable, "-m", "elastic_anytime.elastic_cli.main", "serve", *args, "--port", str(free_port())]
     return subprocess.run(
         command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120
     )

@@ -15,8 +15,8 @@ import torch
 from e2e_server import serve
 from PIL import Image
 
-from models.checkpoint import build_metadata, save_checkpoint
-from models.registry import create_model
+from elastic_anytime.models.checkpoint import build_metadata, save_checkpoint
+from elastic_anytime.models.registry import create_model
 
 ARGS = {"num_classes": 3, "stem": [4, 8], "stages": [[8, 8, 16], [4, 8, 16], [8, 16, 16]], "depth": 1}
 

@@ -1,4 +1,4 @@
-"""`elastic serve --workers 2` (service.supervisor): two HTTP front ends in front of one engine process.
+"""`elastic serve --workers 2` (service.worker.supervisor): two HTTP front ends in front of one engine process.
 Their requests share batches, a hot reload made through one front end reaches the other, the front ends
 hold no torch, and a killed engine or front end comes back while the others keep their place."""
 
@@ -18,7 +18,7 @@ from e2e_server import ServerProcess, children, serve
 from PIL import Image
 from reliability_helpers import encode, tiny_checkpoint
 
-from models.pretrained import default_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from elastic_cli import main as cli
-from models.checkpoint import META_FILE, build_metadata, read_metadata, save_checkpoint
-from models.pretrained import default_checkpoint
-from models.registry import create_model
+from elastic_anytime.elastic_cli import main as cli
+from elastic_anytime.models.checkpoint import META_FILE, build_metadata, read_metadata, save_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.models.registry import create_model
 
 CLASSES = ["airplane", "boat", "car"]
 SCRIPT = Path(sys.executable).with_name("elastic")
@@ -106,7 +106,7 @@ def test_info_imports_neither_the_server_nor_the_training_code(checkpoint: Path)
 
 
 def test_commands_not_written_yet_say_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(cli.COMMANDS, "later", ("elastic_cli.later_cmd", "a command of a later issue"))
+    monkeypatch.setitem(cli.COMMANDS, "later", ("elastic_anytime.elastic_cli.later_cmd", "a command of a later issue"))
     assert cli.main(["later", "--any", "args"]) == 2
     assert capsys.readouterr().err == "elastic later: not implemented yet\n"
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from elastic_cli import main as cli
-from models.checkpoint import load_checkpoint, read_metadata
+from elastic_anytime.elastic_cli import main as cli
+from elastic_anytime.models.checkpoint import load_checkpoint, read_metadata
 
 SCRIPT = Path(sys.executable).with_name("elastic")
 COLOURS = {"blue": 2, "green": 1, "red": 0}  # class → channel that is raised

@@ -8,11 +8,11 @@ import itertools
 import pytest
 import torch
 
-from models.cascade import DEFAULT_STAGES, multiscale_cascade
-from models.checkpoint import build_metadata, load_checkpoint, save_checkpoint
-from models.cost import exit_costs
-from models.registry import create_model
-from service.runner import fold_batch_norms
+from elastic_anytime.models.cascade import DEFAULT_STAGES, multiscale_cascade
+from elastic_anytime.models.checkpoint import build_metadata, load_checkpoint, save_checkpoint
+from elastic_anytime.models.cost import exit_costs
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.service.engine.runner import fold_batch_norms
 
 SMALL = {"stem": [4, 8], "stages": [[8, 8, 16], [4, 8, 16], [8, 16, 16]], "depth": 2}
 

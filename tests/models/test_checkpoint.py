@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from models.checkpoint import (
+from elastic_anytime.models.checkpoint import (
     META_FILE,
     SCHEMA_VERSION,
     WEIGHTS_FILE,
@@ -20,8 +20,8 @@ from models.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from models.elastic import ElasticNet
-from models.registry import create_model
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import create_model
 
 CLASSES = ["cat", "dog", "emu"]
 INPUT_SIZE = (3, 32, 32)

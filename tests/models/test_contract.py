@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.checkpoint import build_metadata
-from models.cost import exit_costs
-from models.elastic import ElasticNet
-from models.registry import available_backbones, available_models, create_model
+from elastic_anytime.models.checkpoint import build_metadata
+from elastic_anytime.models.cost import exit_costs
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import available_backbones, available_models, create_model
 
 NUM_CLASSES = 7
 INPUT_SIZE = (3, 32, 32)

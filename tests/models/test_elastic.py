@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.elastic import Block, ElasticNet, select_exit_blocks
-from models.registry import create_model
+from elastic_anytime.models.elastic import Block, ElasticNet, select_exit_blocks
+from elastic_anytime.models.registry import create_model
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.heads import ConvHead, LinearHead, head_factory
-from models.registry import create_model
+from elastic_anytime.models.heads import ConvHead, LinearHead, head_factory
+from elastic_anytime.models.registry import create_model
 
 
 @pytest.mark.parametrize("size", [1, 4, 9])

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torchvision.models import densenet, mobilenet_v2, resnet18
 
-from models.backbones.torchvision_weights import PretrainedWeightsError
-from models.registry import available_models, create_model
+from elastic_anytime.models.backbones.torchvision_weights import PretrainedWeightsError
+from elastic_anytime.models.registry import available_models, create_model
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 MOBILENET_FILE = "mobilenet_v2-7ebf99e0.pth"
@@ -53,7 +53,7 @@ def test_cifar_resnet_width_and_depth() -> None:
 
 
 def test_cifar_resnet_rejects_depths_that_are_not_6n_plus_2() -> None:
-    from models.backbones.cifar_resnet import cifar_resnet
+    from elastic_anytime.models.backbones.cifar_resnet import cifar_resnet
 
     with pytest.raises(ValueError, match="6n\\+2"):
         cifar_resnet(depth=21)

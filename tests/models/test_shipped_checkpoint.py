@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.checkpoint import build_metadata, load_checkpoint
-from models.pretrained import default_checkpoint
-from models.transforms import eval_transform
+from elastic_anytime.models.checkpoint import build_metadata, load_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.models.transforms import eval_transform
 
 
 def test_shipped_checkpoint_loads_and_its_metadata_matches_the_model() -> None:

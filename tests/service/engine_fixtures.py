@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from models.checkpoint import Checkpoint, build_metadata
-from models.registry import create_model
-from service.engine import Engine, EngineConfig
-from service.profile import LatencyProfile
-from service.runner import ModelRunner
+from elastic_anytime.models.checkpoint import Checkpoint, build_metadata
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.runner import ModelRunner
+from elastic_anytime.service.engine.scheduler import Engine, EngineConfig
 
 STAGE_S = 0.010
 CLASSES = [f"c{i}" for i in range(10)]

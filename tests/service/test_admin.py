@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.settings import Settings
+from elastic_anytime.service.http.main import create_app
+from elastic_anytime.service.settings import Settings
 
 TOKEN = "admin-test-token-0123"
 FAST = {"warmup_runs": 1, "calibration_runs": 2, "torch_threads": 1, "max_batch_size": 2}

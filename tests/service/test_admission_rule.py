@@ -7,9 +7,17 @@ import dataclasses
 
 import pytest
 
-from service.admission import Ahead, BacklogError, DeadlineUnmeetableError, FrontEnd, check, idle_floor_s, way_out_s
-from service.policy import Budget
-from service.profile import LatencyProfile
+from elastic_anytime.service.engine.admission import (
+    Ahead,
+    BacklogError,
+    DeadlineUnmeetableError,
+    FrontEnd,
+    check,
+    idle_floor_s,
+    way_out_s,
+)
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.profile import LatencyProfile
 
 NOW = 100.0
 

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from service.cpu_placement import Placement, cgroup_cpu_limit, check_setting, format_cpus, parse_cpus, plan
-from service.settings import Settings, SettingsError
+from elastic_anytime.service.settings import Settings, SettingsError
+from elastic_anytime.service.worker.cpu_placement import (
+    Placement,
+    cgroup_cpu_limit,
+    check_setting,
+    format_cpus,
+    parse_cpus,
+    plan,
+)
 
 TWO = frozenset({0, 1})
 EIGHT = frozenset(range(8))

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.demo_routes import SAMPLES_DIR, STATIC_DIR
-from service.main import create_app
-from service.settings import Settings
+from elastic_anytime.service.http.demo_routes import SAMPLES_DIR, STATIC_DIR
+from elastic_anytime.service.http.main import create_app
+from elastic_anytime.service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +68,6 @@ def test_the_page_names_no_external_url() -> None:
 
 def test_package_data_ships_every_static_file() -> None:
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["service"]
+    patterns = config["tool"]["setuptools"]["package-data"]["elastic_anytime.service.http"]
     shipped = {path for pattern in patterns for path in STATIC_DIR.parent.glob(pattern)}  # setuptools' globs
     assert {path for path in STATIC_DIR.rglob("*") if path.is_file()} <= shipped

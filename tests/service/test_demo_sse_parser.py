@@ -1,4 +1,4 @@
-"""The demo page's server-sent events parser (service/static/sse.js), run by node when it is installed;
+"""The demo page's server-sent events parser (service/http/static/sse.js), run by node when it is installed;
 the browser test (tests/browser) runs the same cases in Chromium."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from sse_parser_cases import CASES, RUN_CASES_JS
 
-from service.demo_routes import STATIC_DIR
+from elastic_anytime.service.http.demo_routes import STATIC_DIR
 
 NODE = shutil.which("node")
 

@@ -14,8 +14,12 @@ import pytest
 import torch
 from engine_fixtures import STAGE_S, make_engine, tiny_checkpoint
 
-from models.checkpoint import Checkpoint
-from service.engine import (
+from elastic_anytime.models.checkpoint import Checkpoint
+from elastic_anytime.service.engine.front_costs import SKIP_FIRST
+from elastic_anytime.service.engine.policy import Budget, Reason
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.runner import ModelRunner
+from elastic_anytime.service.engine.scheduler import (
     Answer,
     BacklogError,
     DeadlineUnmeetableError,
@@ -25,10 +29,6 @@ from service.engine import (
     QueueFullError,
     UnavailableError,
 )
-from service.front_costs import SKIP_FIRST
-from service.policy import Budget, Reason
-from service.profile import LatencyProfile
-from service.runner import ModelRunner
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""EngineGroup (service.engine_group): one front end over several engine processes. Jobs go to the serving
+"""EngineGroup (service.worker.group): one front end over several engine processes. Jobs go to the serving
 engine with the fewest of its jobs outstanding, cancels follow their job, a reload reaches every engine,
 and the front end is unavailable (or not alive) only when every engine is."""
 
@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from service.engine import Job, UnavailableError
-from service.engine_group import EngineGroup, engine_links
-from service.front_costs import FrontEndCosts
-from service.policy import Budget
-from service.reload_error import ReloadError
+from elastic_anytime.service.engine.front_costs import FrontEndCosts
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.reload_error import ReloadError
+from elastic_anytime.service.engine.scheduler import Job, UnavailableError
+from elastic_anytime.service.worker.group import EngineGroup, engine_links
 
 
 class FakeLink:

@@ -12,9 +12,9 @@ import pytest
 import torch
 from engine_fixtures import STAGE_S, SlowDevice, make_engine, tiny_checkpoint
 
-from models.checkpoint import Checkpoint
-from service.engine import Answer, Engine, Job
-from service.policy import Budget, Reason
+from elastic_anytime.models.checkpoint import Checkpoint
+from elastic_anytime.service.engine.policy import Budget, Reason
+from elastic_anytime.service.engine.scheduler import Answer, Engine, Job
 
 
 class RecordingReply:

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from service.admission import FrontEnd
-from service.engine_host import child_main
-from service.pipe_writer import PipeWriter
+from elastic_anytime.service.engine.admission import FrontEnd
+from elastic_anytime.service.worker.host import child_main
+from elastic_anytime.service.worker.wire import PipeWriter
 
 ENV = {"ELASTIC_TORCH_THREADS": "1", "ELASTIC_WARMUP_RUNS": "0", "ELASTIC_CALIBRATION_RUNS": "2",
        "ELASTIC_IDLE_REFRESH_MS": "0"}  # fmt: skip

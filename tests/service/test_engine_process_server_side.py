@@ -9,11 +9,11 @@ import asyncio
 import pytest
 import torch
 
-from service.engine import Answer, BacklogError, DeadlineUnmeetableError, EngineConfig, Job
-from service.engine_process import EngineProcess
-from service.front_costs import SKIP_FIRST
-from service.policy import Budget, Reason
-from service.profile import LatencyProfile
+from elastic_anytime.service.engine.front_costs import SKIP_FIRST
+from elastic_anytime.service.engine.policy import Budget, Reason
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.scheduler import Answer, BacklogError, DeadlineUnmeetableError, EngineConfig, Job
+from elastic_anytime.service.worker.client import EngineProcess
 
 EXIT_0_S = 0.010
 

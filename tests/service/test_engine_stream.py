@@ -12,13 +12,13 @@ import pytest
 import torch
 from engine_fixtures import STAGE_S, make_engine, tiny_checkpoint
 
-from models.checkpoint import Checkpoint
-from service.admission import FrontEnd
-from service.engine import Answer, Engine, EngineConfig, Job
-from service.engine_host import Host, _Events, _Reply, _Uplink
-from service.engine_process import EngineProcess
-from service.policy import Budget, Reason
-from service.profile import LatencyProfile
+from elastic_anytime.models.checkpoint import Checkpoint
+from elastic_anytime.service.engine.admission import FrontEnd
+from elastic_anytime.service.engine.policy import Budget, Reason
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.scheduler import Answer, Engine, EngineConfig, Job
+from elastic_anytime.service.worker.client import EngineProcess
+from elastic_anytime.service.worker.host import Host, _Events, _Reply, _Uplink
 
 
 @pytest.fixture(scope="module")

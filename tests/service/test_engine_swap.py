@@ -9,12 +9,12 @@ import threading
 
 import torch
 
-from models.checkpoint import Checkpoint, build_metadata
-from models.registry import create_model
-from service.engine import Answer, Engine, EngineConfig, Job
-from service.policy import Budget
-from service.profile import LatencyProfile
-from service.runner import ModelRunner
+from elastic_anytime.models.checkpoint import Checkpoint, build_metadata
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.runner import ModelRunner
+from elastic_anytime.service.engine.scheduler import Answer, Engine, EngineConfig, Job
 
 
 class RecordingRunner(ModelRunner):

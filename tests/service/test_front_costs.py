@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.front_costs import LONE_HORIZON_S, MIN_LONE_EVIDENCE, SKIP_FIRST, FrontEndCosts
+from elastic_anytime.service.engine.front_costs import LONE_HORIZON_S, MIN_LONE_EVIDENCE, SKIP_FIRST, FrontEndCosts
 
 
 class Clock:

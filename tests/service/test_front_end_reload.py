@@ -1,4 +1,4 @@
-"""A process engine's front end during a hot reload (service.reload with a stand-in for EngineProcess): it
+"""A process engine's front end during a hot reload (service.http.reload with a stand-in for EngineProcess): it
 reads the new checkpoint's card first, refuses the client's mistakes without bothering the engine, hands
 the rest to `engine.reload`, adopts the card and the engine's new profile, and keeps the old model on any
 refusal. And `engine.on_model` (another front end's reload) makes it describe the new model.
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from service.model_card import META_FILE, ModelCard, default_checkpoint
-from service.profile import LatencyProfile
-from service.reload import CHILD_RELOAD_TIMEOUT_S, reload_checkpoint
-from service.reload_error import ReloadError
-from service.settings import Settings
-from service.state import ServiceState, build_service
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.reload_error import ReloadError
+from elastic_anytime.service.http.model_card import META_FILE, ModelCard, default_checkpoint
+from elastic_anytime.service.http.reload import CHILD_RELOAD_TIMEOUT_S, reload_checkpoint
+from elastic_anytime.service.http.state import ServiceState, build_service
+from elastic_anytime.service.settings import Settings
 
 SHIPPED = default_checkpoint()
 FAST = {"warmup_runs": 1, "calibration_runs": 2, "torch_threads": 1, "max_batch_size": 2}
@@ -133,7 +133,7 @@ def test_an_unreadable_card_from_another_front_end_is_logged_and_the_old_one_kep
     service: ServiceState, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     card = service.runner
-    with caplog.at_level(logging.ERROR, logger="service.state"):
+    with caplog.at_level(logging.ERROR, logger="elastic_anytime.service.http.state"):
         service.engine.on_model(tmp_path)  # type: ignore[union-attr]
     assert service.runner is card and service.checkpoint_path == SHIPPED
     assert "cannot be read here" in caplog.text and "missing elastic.json" in caplog.text

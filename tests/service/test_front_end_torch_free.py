@@ -1,6 +1,6 @@
 """With the process engine (the default), the HTTP front end holds no weights and never imports torch: the
 model runs in the inference process, and the front end serves from the checkpoint's card
-(service.model_card). Checked in fresh interpreters, since this test process has torch already
+(service.http.model_card). Checked in fresh interpreters, since this test process has torch already
 (tests/conftest.py)."""
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def test_importing_the_front_end_imports_no_torch() -> None:
     found = run_python(
         f"""
         import json, sys
-        import service.main, service.state, service.reload, service.admin, service.model_card
+        import elastic_anytime.service.http.main, elastic_anytime.service.http.state
+        import elastic_anytime.service.http.reload, elastic_anytime.service.http.admin
+        import elastic_anytime.service.http.model_card
         print(json.dumps({FORBIDDEN}))
         """,
         timeout=60,
@@ -48,12 +50,12 @@ def test_a_serving_front_end_with_the_process_engine_imports_no_torch() -> None:
         import base64, json, sys, time
         from pathlib import Path
         from fastapi.testclient import TestClient
-        from service.main import create_app
-        from service.settings import Settings
+        from elastic_anytime.service.http.main import create_app
+        from elastic_anytime.service.settings import Settings
 
         settings = Settings.from_env({{}}, engine="process", admin_token="t" * 20, warmup_runs=1,
                                      calibration_runs=2, torch_threads=1, max_batch_size=2)
-        jpeg = Path("service/static/samples/cat.jpg").read_bytes()
+        jpeg = Path("service/http/static/samples/cat.jpg").read_bytes()
         statuses = {{}}
         with TestClient(create_app(settings)) as client:
             deadline = time.monotonic() + 120

@@ -1,4 +1,4 @@
-"""The live accuracy guardrail (service.guardrail): which answers are sampled, the bounded pool, one stage per
+"""The live accuracy guardrail (service.engine.guardrail): which answers are sampled, the bounded pool, one stage per
 step, the baseline picked for a sample, and in the engine: re-runs only while idle, yielding to a request
 between two stages and resuming after it, counted through the observer (and so through the process
 engine's relay into the server's metrics)."""
@@ -13,14 +13,14 @@ import torch
 from engine_fixtures import make_engine, tiny_checkpoint
 from prometheus_client import CollectorRegistry
 
-from models.checkpoint import Checkpoint
-from service.engine import EngineConfig, Job
-from service.engine_process import EngineProcess
-from service.guardrail import Guardrail, Verdict, expected_agreement, make_guardrail
-from service.metrics import Metrics
-from service.policy import Budget, Reason
-from service.profile import LatencyProfile
-from service.settings import Settings
+from elastic_anytime.models.checkpoint import Checkpoint
+from elastic_anytime.service.engine.guardrail import Guardrail, Verdict, expected_agreement, make_guardrail
+from elastic_anytime.service.engine.policy import Budget, Reason
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.scheduler import EngineConfig, Job
+from elastic_anytime.service.http.metrics import Metrics
+from elastic_anytime.service.settings import Settings
+from elastic_anytime.service.worker.client import EngineProcess
 
 TABLE = {
     "thresholds": [0.5, 0.9],

@@ -7,7 +7,7 @@ import threading
 
 import uvloop
 
-from service.handoff import LoopChannel
+from elastic_anytime.service.engine.handoff import LoopChannel
 
 
 def run_on(loop_factory, main) -> object:  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.handoff_estimate import HORIZON_S, WINDOW, HandoffEstimate
+from elastic_anytime.service.engine.handoff_estimate import HORIZON_S, WINDOW, HandoffEstimate
 
 
 class Clock:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import ImageError, decode_image, finish_image, open_image
+from elastic_anytime.service.http.imaging import ImageError, decode_image, finish_image, open_image
 
 LIMIT = 40_000_000
 

@@ -12,8 +12,8 @@ import torch
 from image_builders import png_claiming
 from PIL import Image
 
-from models.transforms import eval_transform
-from service.imaging import MAX_ASPECT, ImageError, decode_image
+from elastic_anytime.models.transforms import eval_transform
+from elastic_anytime.service.http.imaging import MAX_ASPECT, ImageError, decode_image
 
 LIMIT = 40_000_000
 

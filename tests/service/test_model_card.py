@@ -1,4 +1,4 @@
-"""The front end's ModelCard (service.model_card, elastic.json alone, no torch) against the ModelRunner it
+"""The front end's ModelCard (service.http.model_card, elastic.json alone, no torch) against the ModelRunner it
 stands in for: the same description and the same preprocessed input on the shipped checkpoint; and its
 copy of `models.checkpoint.read_metadata` refuses what that refuses, with the same words."""
 
@@ -15,15 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from models.checkpoint import CheckpointError, load_checkpoint, read_metadata
-from models.pretrained import default_checkpoint as pretrained_default
-from service.imaging import finish_image, open_image
-from service.model_card import META_FILE, ModelCard, ModelCardError, default_checkpoint
-from service.model_card import read_metadata as card_metadata
-from service.runner import ModelRunner
+from elastic_anytime.models.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from elastic_anytime.models.pretrained import default_checkpoint as pretrained_default
+from elastic_anytime.service.engine.runner import ModelRunner
+from elastic_anytime.service.http.imaging import finish_image, open_image
+from elastic_anytime.service.http.model_card import META_FILE, ModelCard, ModelCardError, default_checkpoint
+from elastic_anytime.service.http.model_card import read_metadata as card_metadata
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = sorted((REPO / "service" / "static" / "samples").glob("*.jpg"))
+SAMPLES = sorted((REPO / "service" / "http" / "static" / "samples").glob("*.jpg"))
 SHIPPED = pretrained_default()
 
 
@@ -54,7 +54,7 @@ def test_the_card_describes_the_model_as_the_runner_does(card: ModelCard, runner
 
 def _images() -> list[tuple[str, Image.Image]]:
     """The demo's real JPEGs at the model's size, and the same photos larger and not square (the resize path)."""
-    assert SAMPLES, "service/static/samples has the demo's JPEGs"
+    assert SAMPLES, "service/http/static/samples has the demo's JPEGs"
     found = []
     for path in SAMPLES:
         image = open_image(path.read_bytes(), 10_000_000)

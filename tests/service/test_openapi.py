@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from service.errors import ApiError
-from service.main import create_app
-from service.openapi import BASE64_PATTERN
-from service.routes import _b64_image
-from service.settings import Settings
+from elastic_anytime.service.http.errors import ApiError
+from elastic_anytime.service.http.main import create_app
+from elastic_anytime.service.http.openapi import BASE64_PATTERN
+from elastic_anytime.service.http.routes import _b64_image
+from elastic_anytime.service.settings import Settings
 
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(40))).decode()
 

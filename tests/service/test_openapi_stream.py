@@ -3,8 +3,8 @@ same limits, an event stream on 200, /v1's JSON errors."""
 
 from __future__ import annotations
 
-from service.main import create_app
-from service.settings import Settings
+from elastic_anytime.service.http.main import create_app
+from elastic_anytime.service.settings import Settings
 
 
 def test_the_stream_route_is_published_with_v1s_body_and_limits() -> None:

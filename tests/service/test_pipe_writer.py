@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from service.pipe_writer import PipeWriter, read_message
+from elastic_anytime.service.worker.wire import PipeWriter, read_message
 
 
 @pytest.fixture

@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from service.policy import Budget, Reason, affordable_wait, decide, first_exit_fits, needs_exit, queue_allows
+from elastic_anytime.service.engine.policy import (
+    Budget,
+    Reason,
+    affordable_wait,
+    decide,
+    first_exit_fits,
+    needs_exit,
+    queue_allows,
+)
 
 NUM_EXITS = 5
 STAGE_S = 0.010  # the fake profile: every stage + head takes 10 ms

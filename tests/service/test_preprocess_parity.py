@@ -1,4 +1,4 @@
-"""The front end's preprocessing (NumPy and Pillow, service/preprocess.py) against evaluation's
+"""The front end's preprocessing (NumPy and Pillow, service/engine/preprocess.py) against evaluation's
 (torchvision, models/transforms.py) on real photos: bit for bit at the model's size, within one 8-bit
 level after a resize (Pillow and torch round some pixels of an antialiased resize differently)."""
 
@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from models.transforms import eval_transform
-from service.preprocess import Preprocessor
+from elastic_anytime.models.transforms import eval_transform
+from elastic_anytime.service.engine.preprocess import Preprocessor
 
-SAMPLES = sorted((Path(__file__).parents[2] / "service" / "static" / "samples").glob("*.jpg"))
+SAMPLES = sorted((Path(__file__).parents[2] / "service" / "http" / "static" / "samples").glob("*.jpg"))
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 ONE_LEVEL = 1 / 255 / min(STD)  # one 8-bit step, in normalised units
 SIZES = [(64, 64), (100, 37), (37, 100), (17, 23), (640, 480), (33, 31), (31, 33)]

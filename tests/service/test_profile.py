@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from service.profile import MIN_FRESH, LatencyProfile, batch_buckets, calibrate
+from elastic_anytime.service.engine.profile import MIN_FRESH, LatencyProfile, batch_buckets, calibrate
 
 
 def test_batch_buckets() -> None:

@@ -1,4 +1,4 @@
-"""service.restart_policy on a fake clock: the back-off between restarts of the inference process, and
+"""service.worker.restart_policy on a fake clock: the back-off between restarts of the inference process, and
 the liveness rule (3 failed restarts within 60 s: not alive). Then the process engine applying it, its
 child replaced by fakes: what a request, readiness and liveness see while it restarts, the mirror of the
 profile refilled by the replacement, and no restart once it stops. (tests/e2e/test_engine_process.py
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import torch
 
-from service.engine import EngineConfig, Job, UnavailableError
-from service.engine_process import EngineProcess
-from service.policy import Budget
-from service.profile import LatencyProfile
-from service.restart_policy import RestartPolicy
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.scheduler import EngineConfig, Job, UnavailableError
+from elastic_anytime.service.worker.client import EngineProcess
+from elastic_anytime.service.worker.restart_policy import RestartPolicy
 
 
 class FakeClock:

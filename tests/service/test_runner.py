@@ -11,10 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from models.checkpoint import Checkpoint, build_metadata
-from models.registry import create_model
-from models.transforms import eval_transform
-from service.runner import ModelRunner, fold_batch_norms, head_costs, native_bf16_cpu, resolve_precision
+from elastic_anytime.models.checkpoint import Checkpoint, build_metadata
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.models.transforms import eval_transform
+from elastic_anytime.service.engine.runner import (
+    ModelRunner,
+    fold_batch_norms,
+    head_costs,
+    native_bf16_cpu,
+    resolve_precision,
+)
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -35,7 +41,7 @@ def random_image(width: int, height: int, mode: str = "RGB", seed: int = 0) -> I
 
 @pytest.mark.parametrize("size", [(32, 32), (40, 32), (64, 48), (17, 90)])
 def test_preprocess_gives_the_eval_transforms_input(checkpoint: Checkpoint, size: tuple[int, int]) -> None:
-    # service.preprocess, without torch: bit for bit at the model's size, one 8-bit level at most after a resize
+    # service.engine.preprocess, without torch: bit for bit at the model's size, one 8-bit level at most after a resize
     runner = ModelRunner(checkpoint, torch.device("cpu"))
     meta = checkpoint.meta
     transform = eval_transform(meta["input_size"], meta["mean"], meta["std"])

@@ -9,9 +9,9 @@ import copy
 import pytest
 import torch
 
-from models.checkpoint import Checkpoint, build_metadata
-from models.registry import create_model
-from service.runner import ModelRunner
+from elastic_anytime.models.checkpoint import Checkpoint, build_metadata
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.service.engine.runner import ModelRunner
 
 ARGS = {"num_classes": 4, "stem": [4, 8], "stages": [[8, 8, 16], [4, 8, 16], [8, 16, 16]], "depth": 1}
 

@@ -22,13 +22,13 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.dataset import Sample, load_samples
-from models.checkpoint import Checkpoint, load_checkpoint
-from models.pretrained import default_checkpoint
-from service.engine import Engine, EngineConfig, Job
-from service.policy import Budget
-from service.profile import LatencyProfile
-from service.runner import ModelRunner
+from elastic_anytime.benchmarks.dataset import Sample, load_samples
+from elastic_anytime.models.checkpoint import Checkpoint, load_checkpoint
+from elastic_anytime.models.pretrained import default_checkpoint
+from elastic_anytime.service.engine.policy import Budget
+from elastic_anytime.service.engine.profile import LatencyProfile
+from elastic_anytime.service.engine.runner import ModelRunner
+from elastic_anytime.service.engine.scheduler import Engine, EngineConfig, Job
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

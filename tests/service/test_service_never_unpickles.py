@@ -12,7 +12,7 @@ _spec.loader.exec_module(scan)
 
 
 def test_every_service_module_is_scanned_and_clean() -> None:
-    service = sorted((ROOT / "service").glob("*.py"))
+    service = sorted((ROOT / "service").rglob("*.py"))  # every wing: http, engine, worker
     scanned = set(scan._sources())
     assert {"reload.py", "admin.py", "state.py"} <= {p.name for p in service}
     assert set(service) <= scanned

@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.settings import Settings, SettingsError
+from elastic_anytime.service.settings import Settings, SettingsError
 
 
 def test_defaults() -> None:

@@ -3,7 +3,7 @@ intact, long enough), and the new limits validate like the others."""
 
 import pytest
 
-from service.settings import Settings, SettingsError
+from elastic_anytime.service.settings import Settings, SettingsError
 
 TOKEN = "0123456789abcdef-token"
 

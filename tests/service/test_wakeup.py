@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from service.wakeup import Wakeup
+from elastic_anytime.service.engine.wakeup import Wakeup
 
 
 def test_a_wake_up_sent_before_the_wait_is_kept() -> None:

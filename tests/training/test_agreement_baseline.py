@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 import torch
 
-from models.checkpoint import META_FILE, CheckpointError, build_metadata, load_checkpoint, save_checkpoint
-from models.registry import create_model
-from training.agreement import MIN_IMAGES, ExitOutputs, agreement_table, exit_outputs, write_agreement
+from elastic_anytime.models.checkpoint import (
+    META_FILE,
+    CheckpointError,
+    build_metadata,
+    load_checkpoint,
+    save_checkpoint,
+)
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.training.agreement import MIN_IMAGES, ExitOutputs, agreement_table, exit_outputs, write_agreement
 
 CLASSES = ["cat", "dog", "emu"]
 
@@ -107,7 +113,7 @@ def test_eval_write_agreement_stores_only_the_baseline(
 ) -> None:
     from PIL import Image
 
-    from elastic_cli import main as cli
+    from elastic_anytime.elastic_cli import main as cli
 
     monkeypatch.setenv("ELASTIC_CACHE", str(tmp_path / "cache"))
     generator = torch.Generator().manual_seed(0)

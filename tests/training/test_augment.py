@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.data import augment
+from elastic_anytime.training.data import augment
 
 
 def _batch(n: int = 16, size: int = 8) -> torch.Tensor:

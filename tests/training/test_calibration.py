@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.calibration import calibrate_exits, expected_calibration_error, fit_temperature
+from elastic_anytime.training.calibration import calibrate_exits, expected_calibration_error, fit_temperature
 
 
 def _calibrated(n: int = 4000, classes: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.compare import accuracy_at, main
+from elastic_anytime.training.compare import accuracy_at, main
 
 
 def _run(runs: Path, name: str, accuracies: list[float], mflops: list[float], seconds: list[float]) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision import datasets
 from training_fixtures import CLASSES
 
-from training.data import CIFAR10_MEAN_STD, CIFAR100_MEAN_STD, TensorData, load_split, mean_std
+from elastic_anytime.training.data import CIFAR10_MEAN_STD, CIFAR100_MEAN_STD, TensorData, load_split, mean_std
 
 
 def _png(path: Path, pixels: np.ndarray) -> None:

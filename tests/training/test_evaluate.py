@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from models.checkpoint import META_FILE, build_metadata, load_checkpoint, read_metadata, save_checkpoint
-from models.elastic import ElasticNet
-from models.registry import create_model
-from models.transforms import eval_transform
-from training.evaluate import (
+from elastic_anytime.models.checkpoint import META_FILE, build_metadata, load_checkpoint, read_metadata, save_checkpoint
+from elastic_anytime.models.elastic import ElasticNet
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.models.transforms import eval_transform
+from elastic_anytime.training.evaluate import (
     ExitScores,
     checkpoint_test_data,
     evaluate,

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.checkpoint import load_checkpoint
-from training.import_fast import import_model
-from training.packed import load_packed
+from elastic_anytime.models.checkpoint import load_checkpoint
+from elastic_anytime.training.import_fast import import_model
+from elastic_anytime.training.packed import load_packed
 
 pytestmark = pytest.mark.slow  # scripts/pack_images.py and the recipe's training run in subprocesses
 
@@ -64,8 +64,8 @@ def run_dir(packed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("recipe") / "recipe.json"
     path.write_text(json.dumps(recipe))
     out = tmp_path_factory.mktemp("run")
-    command = [sys.executable, "-m", "training.fast_recipe", "--data", str(packed), "--recipe", str(path),
-               "--out", str(out), "--device", "cpu", "--workers", "1"]  # fmt: skip
+    command = [sys.executable, "-m", "elastic_anytime.training.fast_recipe", "--data", str(packed),
+               "--recipe", str(path), "--out", str(out), "--device", "cpu", "--workers", "1"]  # fmt: skip
     subprocess.run(command, check=True, cwd=REPO, timeout=300)
     return out
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from training.losses import elastic_loss, exit_weights
+from elastic_anytime.training.losses import elastic_loss, exit_weights
 
 LN3 = math.log(3)
 CE0 = math.log(2)

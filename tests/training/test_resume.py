@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training import train as train_module
-from training.config import TrainConfig
-from training.train import train
+from elastic_anytime.training import train as train_module
+from elastic_anytime.training.config import TrainConfig
+from elastic_anytime.training.train import train
 
 
 class PreemptedError(Exception):
@@ -104,7 +104,7 @@ def test_without_resume_a_run_starts_over(image_folder: Path, tmp_path: Path) ->
 
 
 def test_optimizer_state_round_trips(image_folder: Path, tmp_path: Path) -> None:
-    from models.registry import create_model
+    from elastic_anytime.models.registry import create_model
 
     model = create_model("tiny", num_classes=3)
     opt = train_module.make_optimizer(model, TrainConfig(optimizer="adamw"))

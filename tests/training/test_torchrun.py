@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from models.checkpoint import load_checkpoint
+from elastic_anytime.models.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow  # torchrun starts two training processes
 
@@ -20,7 +20,7 @@ def test_two_process_gloo_run_writes_one_checkpoint(image_folder: Path, tmp_path
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "elastic_cli.main", "train",
+        "-m", "elastic_anytime.elastic_cli.main", "train",
         "--data", str(image_folder), "--model", "tiny", "--epochs", "2", "--batch-size", "16",
         "--precision", "fp32", "--threads", "1", "--progress", "false", "--out", str(out),
     ]  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainConfig, add_config_arguments, config_from_args
+from elastic_anytime.training.config import TrainConfig, add_config_arguments, config_from_args
 
 
 def _config(*argv: str) -> TrainConfig:

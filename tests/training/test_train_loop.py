@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint
-from models.registry import create_model
-from training.config import TrainConfig
-from training.data import load_split, mean_std
-from training.evaluate import evaluate
-from training.losses import elastic_loss
-from training.train import lr_at, make_optimizer, train
+from elastic_anytime.models.checkpoint import load_checkpoint
+from elastic_anytime.models.registry import create_model
+from elastic_anytime.training.config import TrainConfig
+from elastic_anytime.training.data import load_split, mean_std
+from elastic_anytime.training.evaluate import evaluate
+from elastic_anytime.training.losses import elastic_loss
+from elastic_anytime.training.train import lr_at, make_optimizer, train
 
 
 def _cfg(data: Path, out: Path, **overrides: object) -> TrainConfig:

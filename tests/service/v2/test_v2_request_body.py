@@ -1,4 +1,4 @@
-"""The Open Inference Protocol's wire format, off the wire and back (service.v2.request_body, response_body):
+"""The Open Inference Protocol's wire format, off the wire and back (service.http.v2.request_body, response_body):
 what Triton's client sends parses to the images and options it carries, and every malformed request is a
 400 (413 for an image over the limit) that says what was wrong."""
 
@@ -11,9 +11,14 @@ import struct
 import numpy as np
 import pytest
 
-from service.errors import ApiError
-from service.v2.request_body import InferRequest, RequestedOutput, parse_header_length, parse_infer_request
-from service.v2.response_body import HEADER_LENGTH, OutputTensor, encode_response
+from elastic_anytime.service.http.errors import ApiError
+from elastic_anytime.service.http.v2.request_body import (
+    InferRequest,
+    RequestedOutput,
+    parse_header_length,
+    parse_infer_request,
+)
+from elastic_anytime.service.http.v2.response_body import HEADER_LENGTH, OutputTensor, encode_response
 
 OUTPUTS = ("probabilities", "label", "exit")
 SHAPE = (3, 4, 4)

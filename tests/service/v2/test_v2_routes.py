@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.main import create_app
-from service.settings import Settings
+from elastic_anytime.service.http.main import create_app
+from elastic_anytime.service.settings import Settings
 
 FAST = {"warmup_runs": 1, "calibration_runs": 2, "torch_threads": 1, "max_batch_size": 2, "engine": "thread"}
 MAX_IMAGES = 3
