@@ -73,7 +73,8 @@ def worker(batches: int) -> dict[str, float]:
     from elastic_anytime.service.engine.policy import Budget
     from elastic_anytime.service.engine.profile import LatencyProfile
     from elastic_anytime.service.engine.runner import ModelRunner
-    from elastic_anytime.service.engine.scheduler import Engine, EngineConfig, Job
+    from elastic_anytime.service.engine.scheduler import Engine
+    from elastic_anytime.service.engine.types import EngineConfig, Job
 
     torch.set_num_threads(1)
     model = ModelRunner(load_checkpoint(CHECKPOINT), torch.device("cpu"), precision="fp32")

@@ -17,7 +17,7 @@ import torch
 
 from elastic_anytime.benchmarks.dataset import load_samples
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import Job
+from elastic_anytime.service.engine.types import Job
 from elastic_anytime.service.http.state import build_service
 from elastic_anytime.service.settings import Settings
 

@@ -18,7 +18,7 @@ import torch
 from elastic_anytime.benchmarks.dataset import load_samples
 from elastic_anytime.benchmarks.serving_bound import make_decoder, serving_pass
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import Job
+from elastic_anytime.service.engine.types import Job
 from elastic_anytime.service.http.state import build_service
 from elastic_anytime.service.settings import Settings
 

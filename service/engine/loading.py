@@ -14,7 +14,7 @@ from PIL import Image
 
 from elastic_anytime.service.engine.profile import LatencyProfile, batch_buckets
 from elastic_anytime.service.engine.reload_error import ReloadError
-from elastic_anytime.service.engine.scheduler import EngineConfig
+from elastic_anytime.service.engine.types import EngineConfig
 from elastic_anytime.service.settings import Settings
 
 if TYPE_CHECKING:

@@ -15,11 +15,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import (
-    Answer,
-    ClientGoneError,
-    Job,
-)
+from elastic_anytime.service.engine.types import Answer, ClientGoneError, Job
 from elastic_anytime.service.http.classify_answer import classify_response, top_k_of
 from elastic_anytime.service.http.errors import ApiError
 from elastic_anytime.service.http.intake import Intake, job_failure

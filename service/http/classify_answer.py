@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import Answer
+from elastic_anytime.service.engine.types import Answer
 from elastic_anytime.service.http.intake import Intake, as_sent
 from elastic_anytime.service.http.schemas import ClassifyResponse, TopK
 

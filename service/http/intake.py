@@ -16,18 +16,9 @@ import anyio
 import numpy as np
 from fastapi import Request
 
-from elastic_anytime.service.engine.admission import way_out_s
+from elastic_anytime.service.engine.admission import BacklogError, DeadlineUnmeetableError, way_out_s
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import (
-    Answer,
-    Arrival,
-    BacklogError,
-    DeadlineUnmeetableError,
-    InferenceError,
-    Job,
-    QueueFullError,
-    UnavailableError,
-)
+from elastic_anytime.service.engine.types import Answer, Arrival, InferenceError, Job, QueueFullError, UnavailableError
 from elastic_anytime.service.http.arrival import arrival_of
 from elastic_anytime.service.http.errors import ApiError
 from elastic_anytime.service.http.imaging import ImageError
@@ -88,7 +79,7 @@ def refuse_unless_serving(service: ServiceState) -> dict[str, str]:
     retry = {"Retry-After": str(settings.retry_after_s)}
     if service.shutting_down or not engine.accepting:
         # the process engine says why while it restarts its inference process; the thread engine has no child
-        restarting = None if service.shutting_down else getattr(engine, "unavailable_detail", None)
+        restarting = None if service.shutting_down else engine.unavailable_detail
         if restarting is not None:
             detail = restarting
         elif service.shutting_down:

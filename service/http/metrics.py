@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import Answer
+from elastic_anytime.service.engine.types import Answer
 
 log = logging.getLogger(__name__)
 

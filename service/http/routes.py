@@ -19,10 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from elastic_anytime.service.engine.admission import idle_floor_s
-from elastic_anytime.service.engine.scheduler import (
-    Arrival,
-    ClientGoneError,
-)
+from elastic_anytime.service.engine.types import Arrival, ClientGoneError
 from elastic_anytime.service.http.arrival import arrival_of
 from elastic_anytime.service.http.base64_image import decode_base64_image
 from elastic_anytime.service.http.bodies import read_limited
@@ -339,7 +336,7 @@ async def _classify(
 @router.get("/v1/model", response_model=ModelInfo, summary="Exits, cost, accuracy and the live latency profile")
 async def model_info(service: Service) -> ModelInfo:
     runner, settings, profile = service.runner, service.settings, service.profile
-    placement = getattr(service.engine, "placement", None)  # the process engine's CPUs, if pinned
+    placement = service.engine.placement  # the process engine's CPUs, if pinned
     snapshot, cold_snapshot = profile.snapshot(), profile.snapshot(cold=True)
     front = service.engine.front()
     exits = []
@@ -399,11 +396,7 @@ async def healthz(request: Request) -> Response:
     service = getattr(request.app.state, "service", None)
     detail = None
     if service is not None:
-        engine = service.engine
-        if hasattr(engine, "health_detail"):
-            detail = engine.health_detail
-        elif engine.error is not None:
-            detail = f"the engine failed: {engine.error}"
+        detail = service.engine.health_detail
     if detail is not None:
         return JSONResponse({"error": "engine_failed", "detail": detail}, status_code=503)
     return JSONResponse({"status": "ok"})
@@ -415,7 +408,7 @@ async def readyz(service: Service) -> Response:
     engine = service.engine
     if engine.accepting and not service.shutting_down:
         return JSONResponse({"status": "ready"})
-    restarting = getattr(engine, "ready_detail", None)  # the process engine, while it replaces its child
+    restarting = engine.ready_detail  # the process engine, while it replaces its child
     if engine.error is not None:
         detail = f"the engine failed: {engine.error}"
     elif service.shutting_down:

@@ -26,14 +26,14 @@ from elastic_anytime.service.engine.guardrail import make_guardrail
 from elastic_anytime.service.engine.loading import engine_config, load_model, new_profile
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import EngineApi
 from elastic_anytime.service.http.arrival import open_requests
 from elastic_anytime.service.http.imaging import finish_image, open_image
 from elastic_anytime.service.http.metrics import Metrics
 from elastic_anytime.service.http.model_card import ModelCard, ModelCardError, default_checkpoint
 from elastic_anytime.service.settings import Settings
-from elastic_anytime.service.worker.client import EngineProcess
 from elastic_anytime.service.worker.cpu_placement import plan_here
-from elastic_anytime.service.worker.group import EngineGroup, connect_engines
+from elastic_anytime.service.worker.group import connect_engines
 
 if TYPE_CHECKING:  # torch is imported only where a model is loaded: never in a process engine's front end
     from elastic_anytime.service.engine.runner import ModelRunner
@@ -47,7 +47,7 @@ class ServiceState:
     checkpoint_path: Path
     runner: ModelRunner | ModelCard  # the card with the process engine: the front end reads only what both offer
     profile: LatencyProfile
-    engine: Engine | EngineProcess | EngineGroup
+    engine: EngineApi
     metrics: Metrics
     decode_limiter: anyio.CapacityLimiter = field(repr=False)
     # where the model serves; with ELASTIC_ENGINE=process the device setting as given ("auto" unresolved:
@@ -209,7 +209,7 @@ def _service(
     path: Path,
     runner: ModelRunner | ModelCard,
     profile: LatencyProfile,
-    engine: Engine | EngineProcess | EngineGroup,
+    engine: EngineApi,
     metrics: Metrics,
     device: str,
 ) -> ServiceState:

@@ -50,16 +50,21 @@ from typing import Any
 
 import numpy as np
 
-from elastic_anytime.service.engine.admission import Ahead, FrontEnd, check, way_out_s
+from elastic_anytime.service.engine.admission import (
+    Ahead,
+    BacklogError,
+    DeadlineUnmeetableError,
+    FrontEnd,
+    check,
+    way_out_s,
+)
 from elastic_anytime.service.engine.front_costs import FrontEndCosts
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.profile import QUANTILES, LatencyProfile
 from elastic_anytime.service.engine.reload_error import ReloadError
-from elastic_anytime.service.engine.scheduler import (
+from elastic_anytime.service.engine.types import (
     Arrival,
-    BacklogError,
     ClientGoneError,
-    DeadlineUnmeetableError,
     EngineConfig,
     InferenceError,
     Job,

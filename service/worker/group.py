@@ -18,7 +18,7 @@ from typing import Any
 
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.profile import LatencyProfile
-from elastic_anytime.service.engine.scheduler import Arrival, Job, UnavailableError
+from elastic_anytime.service.engine.types import Arrival, Job, UnavailableError
 from elastic_anytime.service.worker.client import EngineProcess
 
 

@@ -32,12 +32,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from elastic_anytime.service.engine.admission import FrontEnd
+from elastic_anytime.service.engine.admission import DeadlineUnmeetableError, FrontEnd
 from elastic_anytime.service.engine.loading import SWAP_TIMEOUT_S, check_compatible, load_model, trial_run
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.profile import LatencyProfile, calibrate
 from elastic_anytime.service.engine.reload_error import ReloadError
-from elastic_anytime.service.engine.scheduler import DeadlineUnmeetableError, Job, QueueFullError, UnavailableError
+from elastic_anytime.service.engine.types import Job, QueueFullError, UnavailableError
 from elastic_anytime.service.settings import Settings
 from elastic_anytime.service.worker.cpu_placement import pin_this_process
 from elastic_anytime.service.worker.served import Served, serve_model

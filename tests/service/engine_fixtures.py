@@ -9,7 +9,8 @@ from elastic_anytime.models.checkpoint import Checkpoint, build_metadata
 from elastic_anytime.models.registry import create_model
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.runner import ModelRunner
-from elastic_anytime.service.engine.scheduler import Engine, EngineConfig
+from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import EngineConfig
 
 STAGE_S = 0.010
 CLASSES = [f"c{i}" for i in range(10)]

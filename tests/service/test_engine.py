@@ -15,20 +15,13 @@ import torch
 from engine_fixtures import STAGE_S, make_engine, tiny_checkpoint
 
 from elastic_anytime.models.checkpoint import Checkpoint
+from elastic_anytime.service.engine.admission import BacklogError, DeadlineUnmeetableError
 from elastic_anytime.service.engine.front_costs import SKIP_FIRST
 from elastic_anytime.service.engine.policy import Budget, Reason
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.runner import ModelRunner
-from elastic_anytime.service.engine.scheduler import (
-    Answer,
-    BacklogError,
-    DeadlineUnmeetableError,
-    Engine,
-    EngineConfig,
-    Job,
-    QueueFullError,
-    UnavailableError,
-)
+from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import Answer, EngineConfig, Job, QueueFullError, UnavailableError
 
 
 @pytest.fixture(scope="module")

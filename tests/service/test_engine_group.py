@@ -15,7 +15,7 @@ import pytest
 from elastic_anytime.service.engine.front_costs import FrontEndCosts
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.reload_error import ReloadError
-from elastic_anytime.service.engine.scheduler import Job, UnavailableError
+from elastic_anytime.service.engine.types import Job, UnavailableError
 from elastic_anytime.service.worker.group import EngineGroup, engine_links
 
 

@@ -14,7 +14,8 @@ from engine_fixtures import STAGE_S, SlowDevice, make_engine, tiny_checkpoint
 
 from elastic_anytime.models.checkpoint import Checkpoint
 from elastic_anytime.service.engine.policy import Budget, Reason
-from elastic_anytime.service.engine.scheduler import Answer, Engine, Job
+from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import Answer, Job
 
 
 class RecordingReply:

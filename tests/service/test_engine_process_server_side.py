@@ -9,10 +9,11 @@ import asyncio
 import pytest
 import torch
 
+from elastic_anytime.service.engine.admission import BacklogError, DeadlineUnmeetableError
 from elastic_anytime.service.engine.front_costs import SKIP_FIRST
 from elastic_anytime.service.engine.policy import Budget, Reason
 from elastic_anytime.service.engine.profile import LatencyProfile
-from elastic_anytime.service.engine.scheduler import Answer, BacklogError, DeadlineUnmeetableError, EngineConfig, Job
+from elastic_anytime.service.engine.types import Answer, EngineConfig, Job
 from elastic_anytime.service.worker.client import EngineProcess
 
 EXIT_0_S = 0.010

@@ -16,7 +16,8 @@ from elastic_anytime.models.checkpoint import Checkpoint
 from elastic_anytime.service.engine.admission import FrontEnd
 from elastic_anytime.service.engine.policy import Budget, Reason
 from elastic_anytime.service.engine.profile import LatencyProfile
-from elastic_anytime.service.engine.scheduler import Answer, Engine, EngineConfig, Job
+from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import Answer, EngineConfig, Job
 from elastic_anytime.service.worker.client import EngineProcess
 from elastic_anytime.service.worker.host import Host, _Events, _Reply, _Uplink
 

@@ -14,7 +14,8 @@ from elastic_anytime.models.registry import create_model
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.runner import ModelRunner
-from elastic_anytime.service.engine.scheduler import Answer, Engine, EngineConfig, Job
+from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import Answer, EngineConfig, Job
 
 
 class RecordingRunner(ModelRunner):

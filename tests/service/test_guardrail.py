@@ -17,7 +17,7 @@ from elastic_anytime.models.checkpoint import Checkpoint
 from elastic_anytime.service.engine.guardrail import Guardrail, Verdict, expected_agreement, make_guardrail
 from elastic_anytime.service.engine.policy import Budget, Reason
 from elastic_anytime.service.engine.profile import LatencyProfile
-from elastic_anytime.service.engine.scheduler import EngineConfig, Job
+from elastic_anytime.service.engine.types import EngineConfig, Job
 from elastic_anytime.service.http.metrics import Metrics
 from elastic_anytime.service.settings import Settings
 from elastic_anytime.service.worker.client import EngineProcess

@@ -15,7 +15,7 @@ import torch
 
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.profile import LatencyProfile
-from elastic_anytime.service.engine.scheduler import EngineConfig, Job, UnavailableError
+from elastic_anytime.service.engine.types import EngineConfig, Job, UnavailableError
 from elastic_anytime.service.worker.client import EngineProcess
 from elastic_anytime.service.worker.restart_policy import RestartPolicy
 

@@ -28,7 +28,8 @@ from elastic_anytime.models.pretrained import default_checkpoint
 from elastic_anytime.service.engine.policy import Budget
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.runner import ModelRunner
-from elastic_anytime.service.engine.scheduler import Engine, EngineConfig, Job
+from elastic_anytime.service.engine.scheduler import Engine
+from elastic_anytime.service.engine.types import EngineConfig, Job
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -18,11 +18,7 @@ from fastapi import Request, Response
 from pydantic import ValidationError
 
 from elastic_anytime.service.engine.policy import Budget
-from elastic_anytime.service.engine.scheduler import (
-    Answer,
-    ClientGoneError,
-    Job,
-)
+from elastic_anytime.service.engine.types import Answer, ClientGoneError, Job
 from elastic_anytime.service.http.arrival import arrival_of
 from elastic_anytime.service.http.bodies import read_limited
 from elastic_anytime.service.http.errors import ApiError, field_errors, summary
