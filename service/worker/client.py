@@ -11,14 +11,17 @@ thread reads the jobs from the pipe itself (while idle, and between stages) and 
 the pipe as soon as it is made, so that a request wakes one thread in the child, not three. The
 parent keeps an `EngineProcess` with the engine's interface: it sends jobs, resolves their futures
 from the answers, replays the child's metric hooks into its own Prometheus metrics and the child's
-latency observations into a mirror of the profile (for /v1/model and admission). Jobs go down as
-JSON and raw tensor bytes (service.worker.wire: the child unpickles nothing); answers and metric
-events come back pickled by multiprocessing's Connection to the server, which only ever reads its
-own child's pipe (never a checkpoint: the child loads that from safetensors).
+latency observations into a mirror of the profile (for /v1/model and admission). Both ways the
+messages are JSON headers and raw bytes (service.worker.wire; the answers' kinds in
+service.worker.messages): neither process unpickles anything.
 
-Hot reload: the parent checks and calibrates the new checkpoint as usual (service.http.reload), then the
-child loads and calibrates its own copy and switches between two batches. The parent holds a CPU copy
-of the model for its metadata, preprocessing and those checks (service.http.state.build_service).
+Hot reload: the parent reads the new checkpoint's elastic.json (service.http.reload); the child loads,
+checks, runs once and calibrates the model on its own device, switches between two batches, and sends
+the new profile. The parent holds no model: labels and costs come from elastic.json.
+
+With `elastic serve --workers N` (service.worker.supervisor) the "child" is a shared engine process that
+this one connects to (`ELASTIC_ENGINE_SOCKET`) rather than spawns: the same protocol, on pipes passed over
+a Unix socket; the supervisor restarts that process, and this one reconnects.
 
 Self-healing: a child that exits once the engine has served (killed, out of memory, a CUDA error) is
 replaced. The requests it held fail at once (503 + Retry-After); until the new child has loaded and
@@ -44,7 +47,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +75,9 @@ from elastic_anytime.service.engine.types import (
 )
 from elastic_anytime.service.worker.cpu_placement import Placement, pin_this_process
 from elastic_anytime.service.worker.host import child_main
+from elastic_anytime.service.worker.messages import from_header
 from elastic_anytime.service.worker.restart_policy import RestartPolicy
-from elastic_anytime.service.worker.wire import PipeWriter
+from elastic_anytime.service.worker.wire import MessageReader, PipeWriter
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +165,9 @@ class EngineProcess:
         context = multiprocessing.get_context("spawn")
         # two one-way pipes: the server writes jobs with a PipeWriter (no thread hand-off while the pipe has room)
         child_inbox, to_child = context.Pipe(duplex=False)
-        self._reader, child_outbox = context.Pipe(duplex=False)
+        answers, child_outbox = context.Pipe(duplex=False)
+        self._reader = MessageReader(os.dup(answers.fileno()))
+        answers.close()
         cpus = None if self.placement is None else sorted(self.placement.inference)
         process = context.Process(
             target=child_main, args=(child_inbox, child_outbox, self.env, cpus), name="elastic-inference", daemon=True
@@ -200,7 +205,7 @@ class EngineProcess:
         finally:
             os.close(jobs_read)
             os.close(answers_write)
-        self._reader = Connection(answers_read, writable=False)
+        self._reader = MessageReader(answers_read)
         writer = PipeWriter(jobs_write, name="elastic-engine-pipe")
         self._listen()
         return writer
@@ -340,8 +345,9 @@ class EngineProcess:
         """Event loop: read every message the child has sent so far."""
         try:
             while self._reader.poll():
-                self._handle(self._reader.recv())
-        except (EOFError, OSError):
+                header, _ = self._reader.recv()
+                self._handle(from_header(header))
+        except (EOFError, OSError, ValueError):  # ValueError: not a message of the protocol (a bug): start over
             self._child_gone()
 
     def _handle(self, message: tuple) -> None:

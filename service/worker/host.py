@@ -1,7 +1,8 @@
 """The inference process: one engine (service.engine.scheduler, in threads) serving one or more front ends.
 
-Each front end is a connection of two pipes: jobs down (service.worker.wire: JSON and raw tensor bytes,
-so this process unpickles nothing) and answers up (multiprocessing's Connection). With one front end
+Each front end is a connection of two pipes: jobs down and answers up, in one format both ways
+(service.worker.wire: a JSON header and raw bytes; service.worker.messages: what each answer kind
+carries). Neither side unpickles anything. With one front end
 (`elastic serve`) the pipes are inherited from the server that spawned this process (`child_main`),
 and it ends with that server. With several (`elastic serve --workers N`, service.worker.supervisor) it
 listens on a Unix socket (`host_main`): a front end connects and passes its two pipe ends over it
@@ -28,7 +29,6 @@ import socket
 import threading
 import time
 import weakref
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,9 @@ from elastic_anytime.service.engine.reload_error import ReloadError
 from elastic_anytime.service.engine.types import Job, QueueFullError, UnavailableError
 from elastic_anytime.service.settings import Settings
 from elastic_anytime.service.worker.cpu_placement import pin_this_process
+from elastic_anytime.service.worker.messages import to_header
 from elastic_anytime.service.worker.served import Served, serve_model
-from elastic_anytime.service.worker.wire import grow_pipe, read_message
+from elastic_anytime.service.worker.wire import MessageWriter, grow_pipe, read_message
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class _Uplink:
     """One front end's answer pipe, shared by the inference thread (answers) and the main thread (reload
     results, the idle flush of events): one message at a time, each carrying the events since the last."""
 
-    def __init__(self, outbox: Connection, events: _Events, mirror: list[tuple], primary: Any) -> None:
+    def __init__(self, outbox: MessageWriter, events: _Events, mirror: list[tuple], primary: Any) -> None:
         self._outbox, self._events, self._mirror, self._primary = outbox, events, mirror, primary
         self._lock = threading.Lock()
         self._held: list[tuple] = []  # answers stamped and not sent yet (see `deliver`)
@@ -111,7 +112,7 @@ class _Uplink:
         with self._lock, contextlib.suppress(OSError):  # the front end is gone: nobody to tell
             if with_events:
                 message = (*message, self._take())
-            self._outbox.send(message)
+            self._outbox.send(to_header(message))
 
     def _take(self) -> list[tuple]:
         """Lock held: the events due to this front end. Lists are appended to by other threads: take what
@@ -142,7 +143,7 @@ class _Uplink:
             self.send(("events",))
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(OSError):
+        with self._lock:
             self._outbox.close()
 
 
@@ -176,7 +177,7 @@ class _Reply:
 class _Connection:
     """One front end: its job pipe (read by the inference thread), its answer pipe, its jobs' replies."""
 
-    def __init__(self, host: Host, inbox_fd: int, outbox: Connection, source: int) -> None:
+    def __init__(self, host: Host, inbox_fd: int, outbox: MessageWriter, source: int) -> None:
         self.host, self.inbox_fd, self.source = host, inbox_fd, source
         self.mirror = host.events.subscribe()
         self.uplink = _Uplink(outbox, host.events, self.mirror, lambda: host.primary() is self)
@@ -233,7 +234,7 @@ class Host:
         """The front end that replays the metric events: the oldest connection."""
         return next(iter(self._connections.values()), None)
 
-    def add(self, inbox_fd: int, outbox: Connection) -> None:
+    def add(self, inbox_fd: int, outbox: MessageWriter) -> None:
         """A front end's two pipe ends (any thread): it is told "ready" once the engine is."""
         grow_pipe(outbox.fileno())  # room for bursts of answers while the front end's event loop is busy
         with self._lock:
@@ -399,13 +400,16 @@ def child_main(  # pragma: no cover - runs in the child process
     inbox: Any, outbox: Any, env: dict[str, str], cpus: list[int] | None = None
 ) -> None:
     """The inference process of one server (service.worker.client), on the pipes it inherited."""
+    answers = MessageWriter(os.dup(outbox.fileno()))
+    outbox.close()
     try:
         service = _build(env, cpus)
     except Exception as err:
-        outbox.send(("failed", f"{type(err).__name__}: {err}"))
+        answers.send(to_header(("failed", f"{type(err).__name__}: {err}")))
+        answers.close()
         return
     host = Host(service, single=True)
-    host.add(os.dup(inbox.fileno()), outbox)
+    host.add(os.dup(inbox.fileno()), answers)
     inbox.close()
     host.run()
 
@@ -461,4 +465,4 @@ def _accept(listener: socket.socket, host: Host) -> None:  # pragma: no cover - 
                 os.close(fd)
             continue
         inbox_fd, outbox_fd = fds
-        host.add(inbox_fd, Connection(outbox_fd, readable=False))
+        host.add(inbox_fd, MessageWriter(outbox_fd))

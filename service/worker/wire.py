@@ -8,7 +8,9 @@ tries a non-blocking write; what does not fit (all of it, or the rest of a messa
 which writes it, and everything sent after it, in order.
 
 A message is a JSON header (options, numbers) and a binary payload (an image tensor's bytes), each
-behind its length; `read_message` reads one. No pickle: the inference process trusts nothing it reads.
+behind its length; `read_message` reads one. The same format goes both ways: jobs down, and answers up
+(`MessageWriter`, `MessageReader`; service.worker.messages says what each kind carries). No pickle:
+neither side trusts what it reads to be more than data.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def grow_pipe(fd: int, capacity: int = PIPE_CAPACITY) -> None:
     """Ask for a bigger pipe (Linux): more room for bursts before anyone waits."""
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, capacity)
+
+
+def encode(header: Any, payload: bytes = b"") -> bytes:
+    """One message: the lengths, the JSON header, the payload."""
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    return LENGTHS.pack(len(encoded), len(payload)) + encoded + payload
 
 
 def read_message(fd: int) -> tuple[Any, bytes]:
@@ -72,8 +80,7 @@ class PipeWriter:
     def send(self, header: Any, payload: bytes = b"") -> None:
         """Write the message (`header`: anything JSON can hold) now as far as the pipe takes it without
         blocking; the thread writes the rest."""
-        encoded = json.dumps(header, separators=(",", ":")).encode()
-        data = LENGTHS.pack(len(encoded), len(payload)) + encoded + payload
+        data = encode(header, payload)
         if self._write_lock.acquire(blocking=False):
             try:
                 with self._count_lock:
@@ -121,5 +128,52 @@ class PipeWriter:
                     view = view[written:]
                 with self._count_lock:
                     self._queued -= 1
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class MessageWriter:
+    """Whole messages written with blocking writes, one at a time: the engine process's answer pipe, shared
+    by its inference thread and its main thread. A full pipe makes the writer wait, as the front end reads."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, True)
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def send(self, header: Any, payload: bytes = b"") -> None:
+        data = memoryview(encode(header, payload))
+        with self._lock:
+            while data:
+                data = data[os.write(self.fd, data) :]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class MessageReader:
+    """The front end's end of the answer pipe: whether a message has begun, and the whole message (blocking:
+    the writer writes each message at once)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._readable = select.poll()
+        self._readable.register(fd, select.POLLIN)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def poll(self, timeout_s: float = 0.0) -> bool:
+        """A message (or the end of the pipe) is there to read."""
+        return bool(self._readable.poll(timeout_s * 1e3))
+
+    def recv(self) -> tuple[Any, bytes]:
+        return read_message(self.fd)
+
+    def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)

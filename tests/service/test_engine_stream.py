@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +21,7 @@ from elastic_anytime.service.engine.scheduler import Engine
 from elastic_anytime.service.engine.types import Answer, EngineConfig, Job
 from elastic_anytime.service.worker.client import EngineProcess
 from elastic_anytime.service.worker.host import Host, _Events, _Reply, _Uplink
+from elastic_anytime.service.worker.messages import from_header
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +146,13 @@ def test_a_cancelled_streamed_job_gets_nothing_more(checkpoint: Checkpoint) -> N
 
 
 class FakeOutbox:
+    """The answer pipe's writer: keeps each message as the front end decodes it (service.worker.messages)."""
+
     def __init__(self) -> None:
         self.sent: list[tuple] = []
 
-    def send(self, message: tuple) -> None:
-        self.sent.append(message)
+    def send(self, header: dict) -> None:
+        self.sent.append(from_header(json.loads(json.dumps(header))))  # through JSON, as on the wire
 
 
 def test_the_inference_process_sends_progress_up_before_the_answer(checkpoint: Checkpoint) -> None:
