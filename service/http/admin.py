@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from elastic_anytime.service.engine.reload_error import ReloadError
 from elastic_anytime.service.http.bodies import read_limited
+from elastic_anytime.service.http.dependencies import Service
 from elastic_anytime.service.http.errors import ApiError, field_errors, summary
 from elastic_anytime.service.http.reload import reload_checkpoint
 from elastic_anytime.service.http.schemas import ErrorResponse
-from elastic_anytime.service.http.state import ServiceState
 
 MAX_ADMIN_BODY = 64 * 1024
 _bearer = HTTPBearer(auto_error=False, scheme_name="adminToken", description="the server's ELASTIC_ADMIN_TOKEN")
@@ -66,10 +66,6 @@ def require_admin(
         raise ApiError(403, "invalid_token", "the admin token is wrong")
 
 
-async def get_service(request: Request) -> ServiceState:  # async: a plain def would run in a worker thread
-    return request.app.state.service
-
-
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
@@ -98,7 +94,7 @@ async def _read_json(request: Request) -> Any:
         }
     },
 )
-async def reload(request: Request, service: Annotated[ServiceState, Depends(get_service)]) -> ReloadResponse:
+async def reload(request: Request, service: Service) -> ReloadResponse:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "unsupported_media_type", 'send application/json: {"checkpoint": "<directory>"}')

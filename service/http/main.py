@@ -26,6 +26,7 @@ from elastic_anytime.service.http.openapi import install_openapi
 from elastic_anytime.service.http.routes import router
 from elastic_anytime.service.http.shutdown import install_drain
 from elastic_anytime.service.http.state import build_service
+from elastic_anytime.service.http.status_routes import router as status_router
 from elastic_anytime.service.http.stream_routes import router as stream_router
 from elastic_anytime.service.http.v2.routes import router as v2_router
 from elastic_anytime.service.settings import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(status_router)  # /v1/model, /healthz, /readyz, /metrics
     app.include_router(stream_router)  # POST /v1/classify/stream: server-sent events, one per exit
     app.include_router(v2_router)  # the Open Inference Protocol (KServe v2)
     install_demo(app)  # GET /: the demo page, its /static files and /v1/samples (not in the schema)

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-# What `routes._b64_image` accepts: an optional data: URL prefix, then standard base64 with its
+# What `request_parsing.b64_image` accepts: an optional data: URL prefix, then standard base64 with its
 # padding; ASCII whitespace (line breaks of MIME-wrapped base64) anywhere in the payload.
 _WS = r"[ \t\r\n]*"
 _B64 = r"[A-Za-z0-9+/]"

@@ -1,5 +1,5 @@
 """What one app serves: settings, model runner, profile, engine, metrics. Built in the lifespan and
-kept on `app.state.service`; routes reach it through one dependency (`routes.get_service`).
+kept on `app.state.service`; routes reach it through one dependency (`dependencies.get_service`).
 
 With the process engine (ELASTIC_ENGINE=process, the default) the model runs in the inference process,
 and this process holds no weights and never imports torch: `runner` is then the checkpoint's

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from elastic_anytime.service.http.answer_stream import AnswerStream
 from elastic_anytime.service.http.arrival import arrival_of
 from elastic_anytime.service.http.intake import Intake, classify_request, refuse_unless_serving, validation_context
-from elastic_anytime.service.http.routes import openapi_body, parse_form_or_json, read_form_or_json
+from elastic_anytime.service.http.request_parsing import openapi_body, parse_form_or_json, read_form_or_json
 from elastic_anytime.service.http.schemas import ErrorResponse
 from elastic_anytime.service.http.sse import MEDIA_TYPE, EventStreamResponse
 from elastic_anytime.service.http.state import ServiceState

@@ -11,7 +11,7 @@ import pytest
 from elastic_anytime.service.http.errors import ApiError
 from elastic_anytime.service.http.main import create_app
 from elastic_anytime.service.http.openapi import BASE64_PATTERN
-from elastic_anytime.service.http.routes import _b64_image
+from elastic_anytime.service.http.request_parsing import b64_image
 from elastic_anytime.service.settings import Settings
 
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(40))).decode()
@@ -50,7 +50,7 @@ STRINGS = [
 
 def server_accepts(text: str) -> bool:
     try:
-        _b64_image(text, 10**6)
+        b64_image(text, 10**6)
     except ApiError:
         return False
     return True
