@@ -38,10 +38,13 @@ def processes(server: ServerProcess) -> tuple[int, list[int]]:
     """(the engine process, the front ends) among the supervisor's children: the engine is the one with torch."""
     engine, fronts = [], []
     for pid in children(server.process.pid):
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"resource_tracker" in command:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"resource_tracker" in command:
+                continue
+            (engine if holds_torch(pid) else fronts).append(pid)
+        except FileNotFoundError:  # a killed process that the supervisor has just reaped
             continue
-        (engine if holds_torch(pid) else fronts).append(pid)
     assert len(engine) == 1, (engine, fronts)
     return engine[0], sorted(fronts)
 
