@@ -85,7 +85,8 @@ def _prepare_multiprocess_dir(workers: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # torch-free: this process only supervises (or is the one front end), it never holds the model
-    from elastic_anytime.service.http.model_card import ModelCardError, default_checkpoint, read_metadata
+    from elastic_anytime.models.pretrained import default_checkpoint
+    from elastic_anytime.service.http.model_card import ModelCardError, read_metadata
 
     overrides = {name: getattr(args, name) for name in _FLAG_FIELDS}
     try:

@@ -22,6 +22,7 @@ import anyio
 import numpy as np
 from PIL import Image
 
+from elastic_anytime.models.pretrained import default_checkpoint
 from elastic_anytime.service.engine.guardrail import make_guardrail
 from elastic_anytime.service.engine.loading import engine_config, load_model, new_profile
 from elastic_anytime.service.engine.profile import LatencyProfile
@@ -30,7 +31,7 @@ from elastic_anytime.service.engine.types import EngineApi
 from elastic_anytime.service.http.arrival import open_requests
 from elastic_anytime.service.http.imaging import finish_image, open_image
 from elastic_anytime.service.http.metrics import Metrics
-from elastic_anytime.service.http.model_card import ModelCard, ModelCardError, default_checkpoint
+from elastic_anytime.service.http.model_card import ModelCard, ModelCardError
 from elastic_anytime.service.settings import Settings
 from elastic_anytime.service.worker.cpu_placement import plan_here
 from elastic_anytime.service.worker.group import connect_engines

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from elastic_anytime.models.pretrained import default_checkpoint
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.reload_error import ReloadError
-from elastic_anytime.service.http.model_card import META_FILE, ModelCard, default_checkpoint
+from elastic_anytime.service.http.model_card import META_FILE, ModelCard
 from elastic_anytime.service.http.reload import CHILD_RELOAD_TIMEOUT_S, reload_checkpoint
 from elastic_anytime.service.http.state import ServiceState, build_service
 from elastic_anytime.service.settings import Settings

@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 
 from elastic_anytime.models.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from elastic_anytime.models.pretrained import default_checkpoint
 from elastic_anytime.models.pretrained import default_checkpoint as pretrained_default
 from elastic_anytime.service.engine.runner import ModelRunner
 from elastic_anytime.service.http.imaging import finish_image, open_image
-from elastic_anytime.service.http.model_card import META_FILE, ModelCard, ModelCardError, default_checkpoint
+from elastic_anytime.service.http.model_card import META_FILE, ModelCard, ModelCardError
 from elastic_anytime.service.http.model_card import read_metadata as card_metadata
 
 REPO = Path(__file__).resolve().parents[2]
