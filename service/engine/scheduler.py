@@ -133,9 +133,6 @@ class Engine:
     def accepting(self) -> bool:
         return self.ready.is_set() and not self._closed and self.error is None
 
-    def predicted_first_s(self, batch_size: int = 1, cold: bool = False) -> float:
-        return self.profile.predict(0, batch_size, self.config.quantile, cold)
-
     def can_meet(self, budget: Budget, now: float | None = None) -> bool:
         """Whether admission would take a request with `budget` received `now` (default: now), whether
         or not reject_unmeetable is on: the same rule as `admit`, not a second one."""
@@ -495,11 +492,15 @@ class Engine:
         for job in batch:
             self._observe("queue_wait", start - job.enqueued)
         if cfg.reject_unmeetable:  # as on arrival: a request that waited behind other work too long is refused
-            first_s = self.predicted_first_s(len(batch), cold)
+            # its typical figures, not the tail: it has waited already, so a refusal now reaches its client as
+            # late as a late answer would; it is refused only when its first exit is more likely late than not
+            first_s = self.profile.predict(0, len(batch), "p50", cold)
+            front = self.front()
             # only a job that waited for other work (a batch ran meanwhile): one that waited for nothing is served
             late = [
                 j for j in batch
-                if j.batch_mark != self._batches and not first_exit_fits(j.budget, start, first_s, self._out_of(j))
+                if j.batch_mark != self._batches
+                and not first_exit_fits(j.budget, start, first_s, way_out_s(front, j.coming))
             ]  # fmt: skip
             for job in late:
                 waited = 1e3 * (start - job.enqueued)

@@ -87,16 +87,23 @@ class ServiceState:
         parse and decode in turn before the loop looked at the engine's answers again, and the first
         answer would wait for the whole burst to be read. A request that waits here lets the loop take
         in the answers that came meanwhile before the next one is read. Uncontended, it costs nothing.
+
+        The turn is handed on at the loop's next turn, not at once: the tasks of a burst never wait on
+        one another otherwise (each reads without suspending), so every one of them would read in the
+        same turn, the engine's answers unread in between (measured: the first answer of a burst of 16
+        waited 15 ms for the loop).
         """
         if self._reading is None:
             self._reading = asyncio.Lock()
-        async with self._reading:
-            started, self._reader = time.monotonic(), asyncio.current_task()
-            try:
-                yield
-            finally:
-                self._reader = None
-                self.engine.front_costs.observe_read(time.monotonic() - started)
+        lock = self._reading
+        await lock.acquire()
+        started, self._reader = time.monotonic(), asyncio.current_task()
+        try:
+            yield
+        finally:
+            self._reader = None
+            self.engine.front_costs.observe_read(time.monotonic() - started)
+            asyncio.get_running_loop().call_soon(lock.release)
 
     @asynccontextmanager
     async def off_the_loop(self) -> AsyncIterator[None]:

@@ -97,3 +97,20 @@ def test_an_answer_waits_for_the_requests_still_to_be_read() -> None:
     # others on the server: never below the recent figure under load; alone: a lone answer's way out
     assert way_out_s(FRONT, 1) == pytest.approx(0.002)
     assert way_out_s(FRONT, 0, alone=True) == pytest.approx(0.0003)
+
+
+def test_a_queue_of_batches_is_predicted_at_its_tail_once_not_once_per_batch() -> None:
+    # exit 0 at batch 8: 4 ms typically, 10 ms in one pass of ten
+    noisy = LatencyProfile(2, [1, 2, 4, 8], window=100)
+    for i in range(100):
+        noisy.observe(0, 1, 0.001, 0.0)
+        noisy.observe(0, 8, 0.010 if i % 10 == 0 else 0.004, 0.0)
+    one_batch = Ahead(queued=8)  # one full batch ahead: at its tail (10 ms), then its own 1 ms and 2 ms out
+    check(noisy, "p99", 8, Budget(deadline=NOW + 0.0135), NOW, NOW, one_batch, FRONT)
+    with pytest.raises(BacklogError, match=r"whose first exits take 10\.0 ms"):
+        check(noisy, "p99", 8, Budget(deadline=NOW + 0.0125), NOW, NOW, one_batch, FRONT)
+    # four batches: 4 × 4 ms, and the tail's 6 ms excess grows as the square root of their number: 28 ms, not 40
+    four_batches = Ahead(queued=32)
+    check(noisy, "p99", 8, Budget(deadline=NOW + 0.0315), NOW, NOW, four_batches, FRONT)
+    with pytest.raises(BacklogError, match=r"32 requests are queued ahead of it, whose first exits take 28\.0 ms"):
+        check(noisy, "p99", 8, Budget(deadline=NOW + 0.030), NOW, NOW, four_batches, FRONT)

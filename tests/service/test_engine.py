@@ -224,6 +224,31 @@ def test_a_job_that_waited_past_its_first_exit_is_refused_not_run(checkpoint: Ch
     assert runner.batch_sizes == [1]  # the late one never reached the model
 
 
+def test_dispatch_plans_the_typical_way_out_not_the_one_planned_for_going_deeper(checkpoint: Checkpoint) -> None:
+    # the 15 ms job waited 10 ms behind the 11 ms one, and its exit 0 needs 10 more: refused above. This one
+    # has 25 ms: 5 to spare. Its front end planned 40 ms for the way out of a deeper answer (its handler
+    # waited on a loop busy reading a burst), but that loop is free again when its exit-0 answer comes:
+    # served, not refused late with a false 503
+    engine, clock, runner = make_engine(checkpoint, reject_unmeetable=True, max_batch_size=1)
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        patient = Job(torch.rand(3, 32, 32), Budget(deadline=clock.now + 0.025), clock.now, loop.create_future(),
+                      out_s=0.040)  # fmt: skip
+        urgent = Job(torch.rand(3, 32, 32), Budget(deadline=clock.now + 0.011), clock.now, loop.create_future())
+        engine.submit(patient)
+        engine.submit(urgent)
+        engine.start(calibrate_first=False)
+        results = await asyncio.wait_for(asyncio.gather(patient.future, urgent.future, return_exceptions=True), 30)
+        await asyncio.to_thread(engine.stop, 5.0)
+        return results
+
+    patient, urgent = asyncio.run(main())
+    assert isinstance(urgent, Answer) and isinstance(patient, Answer)
+    assert patient.exit_index == 0 and patient.budget_met  # no deeper: its planned way out keeps it at exit 0
+    assert runner.batch_sizes == [1, 1]
+
+
 def test_a_job_that_waited_for_nothing_is_not_refused_at_dispatch(checkpoint: Checkpoint) -> None:
     # queued on an idle engine; the batch that takes it is the next one, whenever it starts: no work
     # ahead of it made it wait, so it is served (late, if it must), never refused with a false 503
