@@ -1,6 +1,6 @@
 """When a request really arrived, and whether its client is still there: a uvicorn HTTP protocol that
 stamps each request with the time its first bytes were read, and tells the request's handler when
-the connection is lost.
+the connection is lost. It also sends each response's head and body in one write (service.http.coalescing).
 
 A budget is the client's: it starts when the request reaches the server, not when the route handler
 gets to run. Under bursts the event loop parses requests one after another, and the handler of the
@@ -19,6 +19,7 @@ or uvicorn without it) there is no stamp, `arrival_of` falls back to the handler
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, MutableMapping
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from elastic_anytime.service.http.coalescing import CoalescingTransport
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,10 @@ class ArrivalProtocol(HttpToolsProtocol):
         self._arrival: ArrivalStamp | None = None  # the request whose response is being made
         self._begun = 0  # requests of this connection begun and not answered (pipelining: several)
         _open["protocol"] = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # a response's head and body in one write (service.http.coalescing)
+        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if not self._in_message and self._first_byte is None:
