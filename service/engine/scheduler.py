@@ -1,13 +1,8 @@
-"""The anytime engine: an earliest-deadline-first queue, a batcher, and a stage-by-stage executor
-in one dedicated inference thread (the event loop never runs the model).
-
-A batch runs stage by stage. After every stage the policy decides per request whether the next
-stage still fits; the exit head is read only for the requests that may stop there (those that must,
-and those whose confidence target may stop them), and skipped when there are none. Those that stop
-are answered at once (their asyncio future resolved on its loop through a `LoopChannel`, one wake-up
-per exit) and leave the batch, the rest go on with a smaller batch. Exit 0 always answers a request
-that cannot go on. A streamed request (`Job.progress`) has its head read at every exit, and what it
-would have answered there goes to its sink when it goes on.
+"""The anytime engine: an earliest-deadline-first queue and its batcher, served by one dedicated
+inference thread (the event loop never runs the model). The queue admits requests
+(service.engine.admission), the batcher gathers batches, and each batch runs stage by stage in
+service.engine.executor; answers leave through service.engine.answer_sink, and the idle thread's work
+is service.engine.idle_work.
 
 The batcher starts a batch as soon as the thread is free, and waits (at most max-wait, never past
 what the most urgent request can spare) only while other requests are on their way (announced by
@@ -23,7 +18,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import math
 import select
 import sys
 import threading
@@ -32,37 +26,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from elastic_anytime.service.engine.admission import (
-    Ahead,
-    BacklogError,
-    DeadlineUnmeetableError,
-    FrontEnd,
-    check,
-    way_out_s,
-)
+from elastic_anytime.service.engine.admission import Ahead, DeadlineUnmeetableError, FrontEnd, check, way_out_s
+from elastic_anytime.service.engine.answer_sink import AnswerSink
+from elastic_anytime.service.engine.executor import BatchExecutor
 from elastic_anytime.service.engine.front_costs import FrontEndCosts
 from elastic_anytime.service.engine.guardrail import Guardrail
-from elastic_anytime.service.engine.handoff import LoopChannel
-from elastic_anytime.service.engine.policy import (
-    Budget,
-    Reason,
-    affordable_wait,
-    decide,
-    first_exit_fits,
-    needs_exit,
-    queue_allows,
-)
+from elastic_anytime.service.engine.idle_work import idle_wait_s, refresh_profile, rerun_guardrail
+from elastic_anytime.service.engine.policy import Budget, affordable_wait, queue_allows
 from elastic_anytime.service.engine.profile import QUANTILES, LatencyProfile, calibrate
 from elastic_anytime.service.engine.types import (
-    Answer,
     Arrival,
     ClientGoneError,
     EngineConfig,
-    InferenceError,
     Job,
     Observer,
     QueueFullError,
-    Reply,
     UnavailableError,
 )
 from elastic_anytime.service.engine.wakeup import Wakeup
@@ -87,11 +65,8 @@ class Engine:
         self._seq = itertools.count()
         self._closed = False
         self._arriving = 0  # requests announced by `arriving()` and not yet submitted
-        # when the stage the inference thread runs now is predicted to end (0: none running); written by
-        # that thread alone, read by admission: a request arriving mid-stage waits for the rest of it
-        self._busy_until = 0.0
-        self._channels: dict[asyncio.AbstractEventLoop, LoopChannel] = {}  # where answers go, per event loop
-        self._unwoken: set[LoopChannel] = set()  # inference thread: answers posted, loop not woken yet
+        self.sink = AnswerSink()  # where answers, refusals and failures leave the engine
+        self._executor = BatchExecutor(self.config, self.clock, self.sink, self, self._observe)
         self._thread: threading.Thread | None = None
         self._swap: tuple[Any, LatencyProfile, threading.Event] | None = None  # hot reload, see swap_model
         quantile = self.config.handoff_quantile
@@ -104,12 +79,9 @@ class Engine:
         # (requests the front end announced as on their way, the deadline of the job that announced them)
         self._coming: tuple[int, float | None] = (0, None)
         self._idle_since = 0.0  # inference thread: when it last finished running something
-        self._cold = False  # inference thread: the batch running now started cold
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._intake: Callable[[], bool] | None = None  # see feed_from
-        self._deliver: Callable[[], None] | None = None
-        self._undelivered = False  # inference thread: replies settled, `_deliver` not called since
         self._intake_fd = -1
         self._intake_poll = select.poll()
 
@@ -169,7 +141,7 @@ class Engine:
         `arrival`: the token of the `arriving()` block this request was announced in, if any.
         """
         if isinstance(job.future, asyncio.Future):
-            self._open_channel(job.future.get_loop())  # before the job can be answered
+            self.sink.open_channel(job.future.get_loop())  # before the job can be answered
         with self._lock:
             if arrival is not None and not arrival.arrived:  # arrived, even if refused below
                 arrival.arrived = True
@@ -207,11 +179,11 @@ class Engine:
         waking another thread. `drain` returns False once `fd` is done (closed, or told to stop).
         `deliver()` sends what the jobs' Replies hold: after each exit's answers, and at once for
         refusals and failures."""
-        self._intake, self._intake_fd, self._deliver = drain, fd, deliver
+        self._intake, self._intake_fd, self.sink.deliver = drain, fd, deliver
         self._intake_poll.register(fd, select.POLLIN)
         self._wakeup.watch(fd)
 
-    def _take_in(self, now: float = 0.0) -> float:
+    def take_in(self, now: float = 0.0) -> float:
         """Inference thread, lock not held: take in the jobs waiting in the intake, if there is one.
         Returns `now`, or the clock after taking jobs in (that took time)."""
         if self._intake is None or not self._intake_poll.poll(0):
@@ -236,7 +208,7 @@ class Engine:
     def _out_of(self, job: Job) -> float:
         return self.handoff_s if job.out_s is None else job.out_s
 
-    def _margin_of(self, job: Job) -> float:
+    def margin_of(self, job: Job) -> float:
         """Room kept before `job`'s deadline when going deeper: the response margin and its way out."""
         return self.config.margin_s + self._out_of(job)
 
@@ -269,23 +241,13 @@ class Engine:
         if budget.deadline is None:
             return
         now = self.clock()
-        running = max(0.0, self._busy_until - now) if self._running else 0.0
+        running = max(0.0, self._executor.busy_until - now) if self._running else 0.0
         queued = sum(1 for job in self._heap if job.budget.urgency <= budget.deadline)
         others = max(0, self._arriving - (1 if announced else 0)) if in_front is None else in_front
         idle = not self._running and not self._heap and now - self._idle_since >= self.config.cold_after_s
         ahead = Ahead(queued, running, others, len(self._heap) - queued + (1 if self._running else 0), idle)
         cfg = self.config
         check(self.profile, cfg.quantile, cfg.max_batch_size, budget, received, now, ahead, self.front())
-
-    def _open_channel(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The answer channel to `loop`, opened from that loop's own thread (else answers fall back to
-        call_soon_threadsafe)."""
-        channel = self._channels.get(loop)
-        if channel is not None and not channel.closed:
-            return
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                self._channels[loop] = LoopChannel(loop)
 
     def swap_model(self, runner: Any, profile: LatencyProfile, timeout: float | None = None) -> bool:
         """Serve `runner` with `profile` from the next batch on (hot reload; blocking).
@@ -347,11 +309,8 @@ class Engine:
         if self._thread is None or not self._thread.is_alive():
             self._wakeup.close()
         for job in leftover:
-            self._settle(job.future, error=UnavailableError("the server shut down before this request ran"))
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:  # each closes on its own loop, after running what is still queued
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-                channel.loop.call_soon_threadsafe(channel.close)
+            self.sink.settle(job.future, error=UnavailableError("the server shut down before this request ran"))
+        self.sink.close()
 
     # -- inference thread --------------------------------------------------------------------------
 
@@ -373,7 +332,7 @@ class Engine:
                 self._closed = True
                 leftover, self._heap = self._heap, []
             for job in leftover:
-                self._settle(job.future, error=UnavailableError(f"inference thread failed: {err}"))
+                self.sink.settle(job.future, error=UnavailableError(f"inference thread failed: {err}"))
 
     def _next_batch(self) -> list[Job] | None:
         """Wait for work, then gather up to max_batch_size jobs by EDF; None once closed and drained.
@@ -382,7 +341,7 @@ class Engine:
         their way (`arriving`), at most max_wait, and never longer than the most urgent job can spare
         without losing an exit (see `policy.affordable_wait`).
         """
-        self._take_in()  # what came in while the last batch ran joins this one
+        self.take_in()  # what came in while the last batch ran joins this one
         with self._lock:
             while not self._heap:
                 self._apply_swap()
@@ -390,10 +349,10 @@ class Engine:
                     return None
                 # idle that long: guardrail re-runs first while any are due, else keep the profile current
                 rerun = self.guardrail is not None and self.guardrail.pending
-                if not self._sleep(self._idle_wait(rerun)):
+                if not self._sleep(idle_wait_s(self.config.idle_refresh_s, self.guardrail, rerun)):
                     self._lock.release()
                     try:
-                        self._rerun() if rerun else self._refresh_profile()
+                        self._idle_work(rerun)
                     finally:
                         self._lock.acquire()
             self._apply_swap()
@@ -404,7 +363,7 @@ class Engine:
                 size = min(len(self._heap) + 1, cfg.max_batch_size)
                 stage_s = [profile.predict_stage(k, size, cfg.quantile) for k in range(profile.num_exits)]
                 head_s = [profile.predict_head(k, size, cfg.quantile) for k in range(profile.num_exits)]
-                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, self._margin_of(self._heap[0]))
+                spare = affordable_wait(self._heap[0].budget, now, stage_s, head_s, self.margin_of(self._heap[0]))
                 timeout = min(window_end - now, spare)
                 if timeout <= 0 or not self._sleep(timeout):
                     break
@@ -416,54 +375,6 @@ class Engine:
             self._observe("queued", len(self._heap))  # under the lock, as in submit
         return batch
 
-    def _refresh_profile(self) -> None:
-        """Inference thread, lock not held, idle: two batch-1 passes into the profile, the first into its
-        cold cells (it follows an idle spell, as a lone request does) and the second, right after it,
-        into the warm ones; stopping between exits as soon as a request is queued (or a reload or
-        shutdown is pending). Refused requests never run, so without this a stall could stay in the
-        profile for good. Admission does not count these passes as work ahead: they yield at once."""
-        try:
-            for cold in (True, False):
-                steps = self.runner.time_steps(1)
-                try:
-                    for k in range(self.runner.num_exits):
-                        stage_s, head_s = next(steps)
-                        self.profile.observe(k, 1, stage_s, head_s, cold)
-                        self._take_in()
-                        if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough
-                            return
-                finally:
-                    steps.close()
-        finally:
-            self._idle_since = self.clock()
-
-    def _idle_wait(self, rerun: bool) -> float | None:
-        """How long the idle inference thread sleeps before a guardrail re-run (`rerun`) or a profile refresh."""
-        refresh = self.config.idle_refresh_s
-        if not rerun:
-            return refresh
-        assert self.guardrail is not None
-        return self.guardrail.idle_s if refresh is None else min(self.guardrail.idle_s, refresh)
-
-    def _rerun(self) -> None:
-        """Inference thread, lock not held, idle: guardrail re-runs (service.engine.guardrail), one stage at a time at
-        batch 1, until none is due or a request is queued (it waits one stage at most; the interrupted re-run
-        resumes at its next stage when the engine is idle again). Their stages are not timed into the
-        profile: its cold cells hold passes after an idle spell as a lone request meets them, and these run
-        after a few milliseconds. The profile refresh waits until no re-run is due, and its idle timer
-        starts after them."""
-        assert self.guardrail is not None
-        try:
-            while self.guardrail.pending:
-                verdict = self.guardrail.step(self.runner)
-                if verdict is not None:
-                    self._observe("agreement", verdict.exit_index, verdict.agree, verdict.expected)
-                self._take_in()
-                if self._heap or self._closed or self._swap is not None:  # unlocked reads: a hint is enough
-                    return
-        finally:
-            self._idle_since = self.clock()
-
     def _sleep(self, timeout: float | None) -> bool:
         """Inference thread, lock held: sleep until woken (True) or `timeout` passes (False), lock held again."""
         self._sleeping = True
@@ -471,169 +382,41 @@ class Engine:
         try:
             woken = self._wakeup.wait(timeout)
             if woken:
-                self._take_in()
+                self.take_in()
             return woken
         finally:
             self._lock.acquire()
             self._sleeping = False
 
     def _run(self, batch: list[Job]) -> None:
+        cold = self.clock() - self._idle_since >= self.config.cold_after_s
+        fresh_mark, self._batches = self._batches, self._batches + 1
         try:
             self._running = True
-            self._run_batch(batch)
+            self._executor.run(batch, self.runner, self.profile, self.guardrail, cold, fresh_mark)
         finally:
             self._running = False
             self._idle_since = self.clock()
 
-    def _run_batch(self, batch: list[Job]) -> None:
-        cfg, runner, profile = self.config, self.runner, self.profile
-        start = self.clock()
-        cold = self._cold = start - self._idle_since >= cfg.cold_after_s
-        for job in batch:
-            self._observe("queue_wait", start - job.enqueued)
-        if cfg.reject_unmeetable:  # as on arrival: a request that waited behind other work too long is refused
-            # its typical figures, not the tail: it has waited already, so a refusal now reaches its client as
-            # late as a late answer would; it is refused only when its first exit is more likely late than not
-            first_s = self.profile.predict(0, len(batch), "p50", cold)
-            front = self.front()
-            # only a job that waited for other work (a batch ran meanwhile): one that waited for nothing is served
-            late = [
-                j for j in batch
-                if j.batch_mark != self._batches
-                and not first_exit_fits(j.budget, start, first_s, way_out_s(front, j.coming))
-            ]  # fmt: skip
-            for job in late:
-                waited = 1e3 * (start - job.enqueued)
-                error = BacklogError(
-                    f"it waited {waited:.1f} ms in the queue behind other requests; its first exit no longer fits"
-                )
-                self._settle(job.future, error=error)
-            batch = [j for j in batch if j not in late]
-        self._batches += 1
-        if not batch:
-            return
-        self._observe("batch", len(batch), len({job.source for job in batch}))
-        active = batch
+    def _interrupted(self) -> bool:
+        """Inference thread, idle work between two stages: take in what came, and say whether to stop (a
+        request is queued, or a reload or shutdown is pending). Unlocked reads: a hint is enough."""
+        self.take_in()
+        return bool(self._heap) or self._closed or self._swap is not None
+
+    def _idle_work(self, rerun: bool) -> None:
+        """Inference thread, lock not held, idle: guardrail re-runs while any are due, else a profile refresh
+        (service.engine.idle_work). The idle timer starts again after either."""
         try:
-            t0 = self._step_starts(0, len(active))
-            features = runner.batch([job.tensor for job in active])  # timed with stage 0, as calibrated
-            for k in range(runner.num_exits):
-                features = runner.stage(k, features)
-                ended = self.clock()
-                now = self._take_in(ended)  # before deciding who goes on: the queue's deadlines count
-                profile.observe(k, len(active), now - t0, None, cold)  # taking jobs in is part of the step's time
-                gone = [row for row, job in enumerate(active) if job.future.done()]
-                if gone:  # their clients went away: they leave the batch unanswered
-                    keep = [row for row in range(len(active)) if row not in gone]
-                    if not keep:
-                        return
-                    features = runner.select(features, keep)
-                    active = [active[row] for row in keep]
-                keep, head_s = self._exit(k, active, features, now, start)
-                self._observe("stage", k, len(active), ended - t0 + head_s)
-                if keep:  # sending this exit's answers and selecting the rows are timed with the next stage
-                    t0 = self._step_starts(k + 1, len(keep))
-                self._wake_loops()  # the answers of this exit go out before the next stage runs
-                if not keep:
-                    return
-                if len(keep) < len(active):
-                    features = runner.select(features, keep)
-                    active = [active[row] for row in keep]
-        except Exception as err:
-            log.exception("inference failed on a batch of %d", len(active))
-            self._wake_loops()
-            for job in active:
-                self._settle(job.future, error=InferenceError(f"inference failed: {err}"))
+            if rerun:
+                assert self.guardrail is not None
+                rerun_guardrail(self.guardrail, self.runner, self._observe, self._interrupted)
+            else:
+                refresh_profile(self.runner, self.profile, self._interrupted)
         finally:
-            self._busy_until = 0.0
+            self._idle_since = self.clock()
 
-    def _step_starts(self, k: int, batch_size: int) -> float:
-        """Inference thread: stage k (and head k) starts now for `batch_size` rows; admission counts the
-        rest of it as time that a request arriving meanwhile waits anyway. Returns the start time."""
-        now = self.clock()
-        # its typical time (p50): admission adds the newcomer's own exit 0 at the profile's quantile (p99),
-        # and two p99s added up are far beyond the p99 of the sum (A/B in docs/performance.md)
-        self._busy_until = now + self.profile.predict(k, batch_size, "p50", self._cold)
-        return now
-
-    def _exit(self, k: int, active: list[Job], features: Any, now: float, start: float) -> tuple[list[int], float]:
-        """Exit k after its stage ran: read the head for the requests that may stop here, answer those
-        that stop, and return (the rows that go on, seconds spent reading the head).
-
-        The profile's head time is the whole exit, from `now` to the last answer made: the decisions,
-        the read and the answers. An answer is stamped at its end, so predicting the read alone left
-        exit 0 at the tightest budgets a little late, and too often (docs/performance.md)."""
-        runner, profile, quantile = self.runner, self.profile, self.config.quantile
-        last = k + 1 >= runner.num_exits
-        next_direct = math.inf if last else runner.direct_mflops[k + 1]
-        # before the head: everything but confidence, and nothing predicted yet (final, compute, too late now)
-        reasons = [self._decide(k, job, None, now, 0.0, next_direct + job.heads_mflops) for job in active]
-        if not last:
-            self._time_check(k, active, reasons, now, next_direct)
-        need = [row for row, job in enumerate(active) if needs_exit(reasons[row], job.budget, job.progress is not None)]
-        if not need:  # nobody can stop here: skip the head
-            return list(range(len(active))), 0.0
-
-        entered, t0 = now, self.clock()
-        probs, confidence, class_id = runner.read_exit(k, features, None if len(need) == len(active) else need)
-        now = self.clock()
-        going_on = sum(r is Reason.CONTINUE for r in reasons)
-        predicted = profile.predict(k + 1, going_on, quantile, self._cold) if going_on and not last else 0.0
-        queue_ok = not going_on or self._queue_allows(now, predicted)
-        stopped = set()
-        for i, row in enumerate(need):
-            job, reason = active[row], reasons[row]
-            if reason is Reason.CONTINUE:  # read for its confidence: decide again, now with the head paid for
-                spent = job.heads_mflops + runner.head_mflops[k]
-                reason = self._decide(k, job, confidence[i], now, predicted, next_direct + spent)
-                if reason is Reason.CONTINUE and not queue_ok:
-                    reason = Reason.DEADLINE
-                if reason is Reason.CONTINUE:
-                    if job.progress is not None:  # streamed: what it would answer here goes out now
-                        top = runner.top_k(probs, i, job.top_k) if job.top_k else None
-                        self._progress(job, self._record(job, k, class_id[i], confidence[i], reason, top, start))
-                    job.heads_mflops = spent
-                    continue
-            top = runner.top_k(probs, i, job.top_k) if job.top_k else None
-            self._answer(job, k, class_id[i], confidence[i], reason, top, start)
-            stopped.add(row)
-        profile.observe_head(k, len(need), self.clock() - entered, self._cold)
-        return [row for row in range(len(active)) if row not in stopped], now - t0
-
-    def _time_check(self, k: int, active: list[Job], reasons: list[Reason], now: float, next_direct: float) -> None:
-        """Stop (in `reasons`) the requests whose exit k+1 would come too late, or whose going on
-        would cost a waiting request its first exit.
-
-        The prediction uses the batch that really goes on (those stopping leave it) and, when head k
-        is to be read for anyone, the time of that read, which the requests going on wait for too.
-        Repeated until no more requests stop: each one that stops shrinks the batch but may add a read.
-        """
-        profile, quantile = self.profile, self.config.quantile
-        while True:
-            going_on = [row for row, r in enumerate(reasons) if r is Reason.CONTINUE]
-            if not going_on:
-                return
-            reading = sum(
-                needs_exit(r, job.budget, job.progress is not None) for r, job in zip(reasons, active, strict=True)
-            )
-            predicted = profile.predict(k + 1, len(going_on), quantile, self._cold)
-            if reading:
-                predicted += profile.predict_head(k, reading, quantile, self._cold)
-            if not self._queue_allows(now, predicted):
-                for row in going_on:
-                    reasons[row] = Reason.DEADLINE
-                return
-            changed = False
-            for row in going_on:
-                job = active[row]
-                reason = self._decide(k, job, None, now, predicted, next_direct + job.heads_mflops)
-                if reason is not Reason.CONTINUE:
-                    reasons[row] = reason
-                    changed = True
-            if not changed:
-                return
-
-    def _queue_allows(self, now: float, step_s: float) -> bool:
+    def queue_allows(self, now: float, step_s: float) -> bool:
         """Whether the running batch may take `step_s` more without costing the most urgent queued request
         its first exit (the next batch: the queue's head and up to max_batch_size - 1 behind it). Requests
         the front end announced as still being read (a burst arrives here one at a time) count as
@@ -646,7 +429,7 @@ class Engine:
                 return False
             if self._heap:
                 head = self._heap[0]
-                deadline, margin = head.budget.deadline, self._margin_of(head)
+                deadline, margin = head.budget.deadline, self.margin_of(head)
             elif coming:  # a burst the front end is still reading: taken to share the announcer's deadline
                 deadline, margin = coming_deadline, self.margin_s
             else:
@@ -654,115 +437,6 @@ class Engine:
             waiting = min(len(self._heap) + coming, self.config.max_batch_size)
         first_s = self.profile.predict(0, waiting, self.config.quantile)
         return queue_allows(now, step_s, deadline, first_s, margin)
-
-    def _decide(
-        self, k: int, job: Job, confidence: float | None, now: float, predicted_next_s: float, next_mflops: float
-    ) -> Reason:
-        return decide(
-            k, self.runner.num_exits, confidence, job.budget, now, predicted_next_s, next_mflops, self._margin_of(job)
-        )
-
-    def _answer(
-        self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float
-    ) -> None:
-        answer = self._record(job, exit_index, class_id, confidence, reason, top, started)
-        channel = self._settle(job.future, answer=answer, wake=False)
-        if channel is not None:
-            self._unwoken.add(channel)
-        if self.guardrail is not None:  # a share of early answers is kept for a re-run while idle
-            self.guardrail.offer(self.runner, job.tensor, exit_index, class_id, reason, job.budget)
-
-    def _record(
-        self, job: Job, exit_index: int, class_id: int, confidence: float, reason: Reason, top: Any, started: float
-    ) -> Answer:
-        """What `job` gets from exit `exit_index` now: its answer, or (reason CONTINUE) a streamed partial one."""
-        now = self.clock()
-        deadline = job.budget.deadline
-        return Answer(
-            class_id=int(class_id),
-            confidence=float(confidence),
-            exit_index=exit_index,
-            mflops=self.runner.direct_mflops[exit_index] + job.heads_mflops,
-            latency_s=now - job.received,
-            queue_s=max(0.0, started - job.enqueued),
-            enqueued_at=job.enqueued,
-            budget_met=deadline is None or now <= deadline,
-            reason=reason,
-            slack_s=None if deadline is None else deadline - now,
-            top_k=top,
-            runner=self.runner,
-        )
-
-    def _progress(self, job: Job, partial: Answer) -> None:
-        """Inference thread: hand a streamed job's partial answer to its sink, without settling the job.
-        It goes out with this exit's answers (`_wake_loops`), before the job's own answer."""
-        future, sink = job.future, job.progress
-        assert sink is not None
-        if not isinstance(future, asyncio.Future):  # a Reply (the inference process): its sink sends it up
-            sink(partial)
-            if self._deliver is not None:
-                self._undelivered = True
-            return
-
-        def forward() -> None:
-            if not future.done():  # the client may have gone away meanwhile
-                sink(partial)
-
-        channel = self._post(future.get_loop(), forward, wake=False)
-        if channel is not None:
-            self._unwoken.add(channel)
-
-    def _settle(
-        self,
-        future: asyncio.Future | Reply,
-        answer: Answer | None = None,
-        error: BaseException | None = None,
-        wake: bool = True,
-    ) -> LoopChannel | None:
-        """Resolve `future` on its own loop (from any thread) unless it is already done. With `wake`
-        False the loop is woken later (`_wake_loops`); returns the channel used, if any."""
-
-        if not isinstance(future, asyncio.Future):  # a Reply: sent by `_deliver`, from this thread
-            if not future.done():
-                future.settle(answer, error)
-                if self._deliver is not None:
-                    if wake:
-                        self._deliver()
-                    else:
-                        self._undelivered = True
-            return None
-
-        def settle() -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(answer)
-
-        return self._post(future.get_loop(), settle, wake)
-
-    def _post(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None], wake: bool) -> LoopChannel | None:
-        """Run `callback` on `loop` (from any thread): through its channel, woken now or by `_wake_loops`
-        (returns the channel), or else through call_soon_threadsafe (returns None)."""
-        channel = self._channels.get(loop)
-        if channel is None or channel.closed:
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-                loop.call_soon_threadsafe(callback)
-            return None
-        channel.post(callback)
-        if wake:
-            channel.wake()
-        return channel
-
-    def _wake_loops(self) -> None:
-        """Inference thread: wake the loops of the answers posted since the last call, once each, and
-        deliver the Replies settled since."""
-        while self._unwoken:
-            self._unwoken.pop().wake()
-        if self._undelivered:
-            self._undelivered = False
-            self._deliver()  # type: ignore[misc]  # set whenever replies wait for it
 
     def _observe(self, hook: str, *args: Any) -> None:
         if self.observer is None:

@@ -416,14 +416,14 @@ def test_answers_reach_the_loop_through_its_channel(checkpoint: Checkpoint) -> N
         jobs = [Job(torch.rand(3, 32, 32), Budget(), engine.clock(), loop.create_future()) for _ in range(3)]
         for job in jobs:
             engine.submit(job)
-        channel = engine._channels[loop]
+        channel = engine.sink._channels[loop]
         engine.start(calibrate_first=False)
         answers = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), 30)
         assert all(isinstance(a, Answer) for a in answers)
         del loop.call_soon_threadsafe  # stop() closes the channel on its loop through it
         await asyncio.to_thread(engine.stop, 5.0)
         await asyncio.sleep(0.05)
-        assert channel.closed and not engine._channels
+        assert channel.closed and not engine.sink._channels
 
     asyncio.run(main())
 

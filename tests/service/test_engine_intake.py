@@ -101,7 +101,7 @@ def test_the_inference_thread_takes_jobs_in_and_answers_them_itself(checkpoint: 
     settled(intake.replies)
     assert all(r.error is None and r.answer.exit_index == runner.num_exits - 1 for r in intake.replies)
     assert {r.thread for r in intake.replies} == {"elastic-inference"}
-    assert not engine._channels  # no event loop took part
+    assert not engine.sink._channels  # no event loop took part
     engine.stop(5.0)
     intake.close()
 

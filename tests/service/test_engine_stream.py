@@ -160,7 +160,7 @@ def test_the_inference_process_sends_progress_up_before_the_answer(checkpoint: C
     outbox = FakeOutbox()
     uplink = _Uplink(outbox, _Events(), [], lambda: True)
     reply = _Reply(7, uplink)
-    engine._deliver = uplink.deliver  # as Engine.feed_from wires it in the inference process
+    engine.sink.deliver = uplink.deliver  # as Engine.feed_from wires it in the inference process
     job = Job(torch.rand(3, 32, 32), Budget(), engine.clock(), reply, progress=reply.progress)
     engine._run([job])
     kinds = [(m[0], m[1]) for m in outbox.sent]

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from elastic_anytime.models.checkpoint import Checkpoint
 from elastic_anytime.service.engine.guardrail import Guardrail, Verdict, expected_agreement, make_guardrail
+from elastic_anytime.service.engine.idle_work import idle_wait_s
 from elastic_anytime.service.engine.policy import Budget, Reason
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.types import EngineConfig, Job
@@ -199,10 +200,10 @@ def test_a_rerun_yields_to_a_request_after_one_stage_and_resumes_later(checkpoin
         return original(index, features)
 
     runner.stage = stage  # type: ignore[method-assign]
-    engine._rerun()
+    engine._idle_work(rerun=True)
     assert stages == [0] and engine.guardrail.pending  # it waited for one stage, no more
     engine._heap.clear()  # (the request ran)
-    engine._rerun()
+    engine._idle_work(rerun=True)
     assert stages == [0, 1, 2]  # resumed at its next stage, not from the start
     assert len(engine.observer.agreements) == 1 and not engine.guardrail.pending
 
@@ -210,8 +211,8 @@ def test_a_rerun_yields_to_a_request_after_one_stage_and_resumes_later(checkpoin
 def test_the_idle_wait_is_the_guardrails_while_reruns_are_due(checkpoint: Checkpoint) -> None:
     engine, _, _ = make_engine(checkpoint, idle_refresh_s=0.25)
     engine.guardrail = Guardrail(1.0)
-    assert engine._idle_wait(rerun=True) == engine.guardrail.idle_s
-    assert engine._idle_wait(rerun=False) == 0.25
+    assert idle_wait_s(engine.config.idle_refresh_s, engine.guardrail, rerun=True) == engine.guardrail.idle_s
+    assert idle_wait_s(engine.config.idle_refresh_s, engine.guardrail, rerun=False) == 0.25
 
 
 def test_the_server_counts_agreement_relayed_from_the_inference_process() -> None:
