@@ -1,5 +1,5 @@
 """Cases for the demo page's server-sent events parser (service/http/static/sse.js), run by node
-(tests/service/test_demo_sse_parser.py) and in the browser (tests/browser/test_demo_page.py).
+(tests/service/http/test_demo_sse_parser.py) and in the browser (tests/browser/test_demo_page.py).
 
 Each case: text chunks as fetch() may hand them over, and the events [event, id, data] the parser must emit.
 """

@@ -2,7 +2,7 @@
 
 The same steps as evaluation's `models.transforms.eval_transform` (shorter side resized to the
 model's, antialiased bilinear; centre crop; scaled to [0, 1]; normalised), so that a front end
-needs no torch. tests/service/test_preprocess_parity.py holds the two to each other on real images:
+needs no torch. tests/service/engine/test_preprocess_parity.py holds the two to each other on real images:
 equal bit for bit at the model's size, within one 8-bit level where a resize is needed (Pillow and
 torch round some pixels differently: up to 17 % of them by that one level, in the test).
 """

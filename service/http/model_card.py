@@ -5,7 +5,7 @@ With the process engine the model runs in the inference process; the server proc
 model's description (classes, exits and their costs, the input format) and its preprocessing, which
 `service.engine.preprocess` does with Pillow and NumPy. A `ModelCard` offers the attributes of
 `service.engine.runner.ModelRunner` that the front end reads, with the same values
-(tests/service/test_model_card.py holds the two to each other on the shipped checkpoint).
+(tests/service/http/test_model_card.py holds the two to each other on the shipped checkpoint).
 
 The checks of `elastic.json` are `models.metadata`'s (no torch); the weights and the checks that need the
 model (exit names against the architecture, classes against the head size) are the inference process's,

@@ -205,7 +205,7 @@ def test_a_killed_inference_process_is_replaced_while_the_server_stays_alive() -
     fails liveness so that Kubernetes restarts the pod. Now the server replaces its child by itself: the
     requests it held and those arriving meanwhile get 503 + Retry-After, readiness is red with the reason,
     liveness stays green, and serving resumes within seconds. Liveness fails only after 3 failed restarts
-    within 60 s (tests/service/test_restart_policy.py drives that rule on a fake clock)."""
+    within 60 s (tests/service/worker/test_restart_policy.py drives that rule on a fake clock)."""
     with serve(env={"ELASTIC_ENGINE": "process"}) as running, httpx.Client(base_url=running.url, timeout=10) as c:
         child = inference_child(running.process.pid)
         assert metric(c.get("/metrics").text, "elastic_engine_restarts_total") == 0

@@ -1,6 +1,6 @@
 """Hot reload on the real server: `POST /v1/admin/reload` swaps in another checkpoint while requests
 keep coming, refuses broken or incompatible ones with the reason while the old model keeps serving,
-and needs the admin token. (Without a token the route does not exist: tests/service/test_admin.py.)"""
+and needs the admin token. (Without a token the route does not exist: tests/service/http/test_admin.py.)"""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from elastic_anytime.service.engine.types import EngineConfig, Job
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 IMAGES = 128
 CUDA = torch.device("cuda")
 CPU = torch.device("cpu")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # what must stay out of a front end: torch and everything that imports it (models/__init__.py does)
 FORBIDDEN = "[m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'models', 'safetensors')]"

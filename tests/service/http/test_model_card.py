@@ -23,7 +23,7 @@ from elastic_anytime.service.http.imaging import finish_image, open_image
 from elastic_anytime.service.http.model_card import META_FILE, ModelCard, ModelCardError
 from elastic_anytime.service.http.model_card import read_metadata as card_metadata
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLES = sorted((REPO / "service" / "http" / "static" / "samples").glob("*.jpg"))
 SHIPPED = pretrained_default()
 

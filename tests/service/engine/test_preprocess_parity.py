@@ -14,7 +14,7 @@ from PIL import Image
 from elastic_anytime.models.transforms import eval_transform
 from elastic_anytime.service.engine.preprocess import Preprocessor
 
-SAMPLES = sorted((Path(__file__).parents[2] / "service" / "http" / "static" / "samples").glob("*.jpg"))
+SAMPLES = sorted((Path(__file__).parents[3] / "service" / "http" / "static" / "samples").glob("*.jpg"))
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 ONE_LEVEL = 1 / 255 / min(STD)  # one 8-bit step, in normalised units
 SIZES = [(64, 64), (100, 37), (37, 100), (17, 23), (640, 480), (33, 31), (31, 33)]

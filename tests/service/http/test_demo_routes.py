@@ -16,7 +16,7 @@ from elastic_anytime.service.http.demo_routes import SAMPLES_DIR, STATIC_DIR
 from elastic_anytime.service.http.main import create_app
 from elastic_anytime.service.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
