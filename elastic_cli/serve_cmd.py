@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--engines", type=int, help="engine processes, one per GPU (1)  [ELASTIC_ENGINES]")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N  [ELASTIC_DEVICE]")
-    parser.add_argument("--torch-threads", type=int, help="intra-op threads, 0: torch default  [ELASTIC_TORCH_THREADS]")
+    parser.add_argument("--torch-threads", type=int, help="threads; 0: CPUs less front ends  [ELASTIC_TORCH_THREADS]")
     parser.add_argument("--max-batch-size", type=int, help="largest batch (default 8)  [ELASTIC_MAX_BATCH_SIZE]")
     parser.add_argument("--max-batch-wait-ms", type=float, help="batching wait in ms (default 2)")
     parser.add_argument("--queue-limit", type=int, help="waiting requests before 503 (default 256)")

@@ -26,7 +26,7 @@ class Settings(BaseModel):
 
     checkpoint: str | None = Field(None, description="checkpoint directory; empty: the shipped one")
     device: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'…")
-    torch_threads: int = Field(0, ge=0, le=256, description="intra-op threads for the model; 0: torch's default")
+    torch_threads: int = Field(0, ge=0, le=256, description="model intra-op threads; 0: CPUs less one per front end")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="'auto': bfloat16 on a CPU with native bfloat16, else float32 (see service.engine.runner)"
     )

@@ -33,7 +33,7 @@ from elastic_anytime.service.http.imaging import finish_image, open_image
 from elastic_anytime.service.http.metrics import Metrics
 from elastic_anytime.service.http.model_card import ModelCard, ModelCardError
 from elastic_anytime.service.settings import Settings
-from elastic_anytime.service.worker.cpu_placement import plan_here
+from elastic_anytime.service.worker.cpu_placement import engine_threads, plan_here
 from elastic_anytime.service.worker.group import connect_engines
 
 if TYPE_CHECKING:  # torch is imported only where a model is loaded: never in a process engine's front end
@@ -165,8 +165,7 @@ def build_service(settings: Settings) -> ServiceState:
 
     from elastic_anytime.service.engine.runner import resolve_device
 
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(engine_threads(settings.torch_threads))
     device = resolve_device(settings.device)
     runner, profile = load_model(settings, path, device)
     metrics = _metrics(runner, path, str(device))
@@ -181,7 +180,7 @@ def _build_front_end(settings: Settings, path: Path) -> ServiceState:
     holds no weights and no torch. A broken elastic.json fails here at once, before a child is started."""
     card = ModelCard.read(path)
     metrics = _metrics(card, path, settings.device)
-    placement = plan_here(settings.cpu_placement, settings.torch_threads)
+    placement = plan_here(settings.cpu_placement, engine_threads(settings.torch_threads))
     # one engine process of its own, or the supervisor's (one per GPU: a group that spreads the jobs)
     engine = connect_engines(
         settings.to_env(), lambda: new_profile(settings, card.num_exits), engine_config(settings), metrics, placement

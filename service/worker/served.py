@@ -3,6 +3,7 @@ and the engine that runs it in a thread. Built in the engine process (torch is i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from elastic_anytime.service.engine.loading import engine_config, load_model
 from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.scheduler import Engine
 from elastic_anytime.service.settings import Settings
+from elastic_anytime.service.worker.cpu_placement import engine_threads
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,8 +38,9 @@ def serve_model(settings: Settings) -> Served:  # pragma: no cover - in the engi
     from elastic_anytime.models.pretrained import default_checkpoint
     from elastic_anytime.service.engine.runner import resolve_device
 
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    threads = engine_threads(settings.torch_threads)  # `elastic serve --workers N` resolves it for its engines
+    torch.set_num_threads(threads)
+    log.info("the model runs with %d intra-op threads", threads)
     path = Path(settings.checkpoint) if settings.checkpoint else default_checkpoint()
     runner, profile = load_model(settings, path, resolve_device(settings.device))
     engine = Engine(runner, profile, engine_config(settings), guardrail=make_guardrail(settings.guardrail_share))

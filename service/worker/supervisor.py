@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elastic_anytime.service.worker.cpu_placement import engine_threads
 from elastic_anytime.service.worker.host import host_main
 from elastic_anytime.service.worker.restart_policy import RestartPolicy
 
@@ -114,7 +115,8 @@ class Supervisor:
         slot.policy.child_ready()  # from here its running time counts towards a stable run
 
     def _start_engine(self, listener: socket.socket, index: int, restarted: bool) -> Any:
-        env = {**self.env, "ELASTIC_ENGINE_INDEX": str(index)}
+        threads = engine_threads(int(self.env.get("ELASTIC_TORCH_THREADS") or 0), self.workers, len(self.engines))
+        env = {**self.env, "ELASTIC_ENGINE_INDEX": str(index), "ELASTIC_TORCH_THREADS": str(threads)}
         process = self.context.Process(
             target=host_main, args=(listener, env, restarted), name=f"elastic-engine-{index}", daemon=True
         )

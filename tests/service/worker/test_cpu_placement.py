@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from elastic_anytime.service.settings import Settings, SettingsError
+from elastic_anytime.service.worker import cpu_placement
 from elastic_anytime.service.worker.cpu_placement import (
     Placement,
     cgroup_cpu_limit,
@@ -85,3 +86,28 @@ def test_the_cgroup_quota_in_cpus(tmp_path: Path) -> None:
     assert cgroup_cpu_limit(v1) is None
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
     assert cgroup_cpu_limit(v1) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("requested", "cpus", "front_ends", "engines", "threads"),
+    [
+        (3, 2, 1, 1, 3),  # as set, whatever the machine
+        (0, 2, 1, 1, 1),  # 2 CPUs: one for the front end, one for the model
+        (0, 16, 1, 1, 15),
+        (0, 16, 8, 2, 4),  # 8 front ends, the 8 CPUs left shared by 2 engines
+        (0, 4, 8, 1, 1),  # never below one
+    ],
+)
+def test_the_model_gets_the_cpus_the_front_ends_leave(
+    monkeypatch: pytest.MonkeyPatch, requested: int, cpus: int, front_ends: int, engines: int, threads: int
+) -> None:
+    monkeypatch.setattr(cpu_placement, "usable_cpus", lambda: cpus)
+    assert cpu_placement.engine_threads(requested, front_ends, engines) == threads
+
+
+def test_usable_cpus_are_capped_by_the_cgroup_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_placement.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(cpu_placement, "cgroup_cpu_limit", lambda: 2.5)
+    assert cpu_placement.usable_cpus() == 2
+    monkeypatch.setattr(cpu_placement, "cgroup_cpu_limit", lambda: None)
+    assert cpu_placement.usable_cpus() == 4
