@@ -98,8 +98,7 @@ def usable_cpus() -> int:
 def engine_threads(requested: int, front_ends: int = 1, engines: int = 1) -> int:
     """torch's intra-op threads for one engine: `requested`, or for 0 the usable CPUs less one per front end,
     shared by the engines (at least 1). torch's own default takes every CPU, and its threads then preempt
-    the front ends that read and answer the requests: on the 2-core VM, 8 closed-loop clients at 8 ms got
-    16 answers/s in budget with 2 threads against 554 with 1 (docs/real-traffic.md)."""
+    the front ends that read and answer the requests (docs/real-traffic.md: sparse requests on 2 CPUs)."""
     if requested > 0:
         return requested
     return max(1, (usable_cpus() - front_ends) // max(1, engines))
