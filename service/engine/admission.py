@@ -16,7 +16,8 @@ the cause:
 
 A request with nothing ahead and a budget above the idle floor is always taken, even if its own
 intake was slow: an idle server is doing the best it can, and a 503 would tell the client something
-false.
+false. Unless it came with others (`Ahead.crowded`, the tail of a burst) and their reading has left it
+too little time for even a typical first exit: it would only be answered late, and the 503 names why.
 
 Pure: no clock, no locks, no torch; the callers pass what they know.
 """
@@ -47,6 +48,8 @@ class Ahead:
     others_in_front: int = 0  # other requests the front end has begun and not handed to the engine yet
     others_in_engine: int = 0  # other requests queued or running, not ahead of it: their answers share the way out
     idle: bool = False  # the engine has been idle long enough that its next batch starts cold
+    # it was not alone in the front end since its first byte: other requests were read before it (a burst)
+    crowded: bool = False
 
     @property
     def any(self) -> bool:
@@ -123,8 +126,15 @@ def check(
             f"request: exit 0 takes {1e3 * profile.predict(0, 1, 'p50', cold=True):.2f} ms after an idle spell, "
             f"and decoding the image and handing it over and back {1e3 * hand_over:.2f} ms"
         )
-    if not ahead.any:  # above the idle floor with nothing ahead: served, whatever its own intake took
-        return
+    if not ahead.any:  # above the idle floor with nothing ahead: served, whatever its own intake took ...
+        typical = profile.predict(0, 1, "p50", cold=ahead.idle) + front.decode_s + front.lone_out_s
+        if not ahead.crowded or now + typical <= deadline:
+            return
+        # ... unless other requests read before it (the rest of a burst, answered or refused by now) took its time
+        raise BacklogError(
+            f"other requests that came with it were read first: it has been {1e3 * (now - received):.1f} ms since "
+            f"it arrived, and its first exit would typically take {1e3 * typical:.1f} ms more"
+        )
     full, rest = divmod(ahead.queued, max_batch_size)
     backlog = full * profile.predict(0, max_batch_size, "p50")  # typical: the tail is added once, below
     own = profile.predict(0, rest + 1, quantile, cold=ahead.idle) + front.decode_s

@@ -217,18 +217,26 @@ class Engine:
         """Room kept before a deadline when going deeper: the response margin and the recent hand-off."""
         return self.config.margin_s + self.handoff_s
 
-    def admit(self, budget: Budget, received: float, in_front: int | None = None) -> None:
+    def admit(self, budget: Budget, received: float, in_front: int | None = None, crowded: bool = False) -> None:
         """Raise if a request received at `received` with `budget` would be refused now (see `_admit`).
 
         The HTTP layer asks this before it decodes the image, so that a refusal under overload costs
         little; `submit` decides again, atomically with queueing. Does nothing without reject_unmeetable.
-        `in_front`: other requests the front end has begun and not submitted (default: those announced).
+        `in_front`: other requests the front end has begun and not submitted (default: those announced);
+        `crowded`: others were read before it since its first byte (service.engine.admission.Ahead).
         """
         if self.config.reject_unmeetable:
             with self._lock:
-                self._admit(budget, received, in_front=in_front)
+                self._admit(budget, received, in_front=in_front, crowded=crowded)
 
-    def _admit(self, budget: Budget, received: float, announced: bool = True, in_front: int | None = None) -> None:
+    def _admit(
+        self,
+        budget: Budget,
+        received: float,
+        announced: bool = True,
+        in_front: int | None = None,
+        crowded: bool = False,
+    ) -> None:
         """Lock held: refuse a request whose first exit is predicted late (service.engine.admission: 422 below what
         an idle server can do, 503 when work ahead is the cause). `announced`: the request is still
         counted in `arriving()` (asked before decoding), so it is not one of the others in the front end.
@@ -245,7 +253,7 @@ class Engine:
         queued = sum(1 for job in self._heap if job.budget.urgency <= budget.deadline)
         others = max(0, self._arriving - (1 if announced else 0)) if in_front is None else in_front
         idle = not self._running and not self._heap and now - self._idle_since >= self.config.cold_after_s
-        ahead = Ahead(queued, running, others, len(self._heap) - queued + (1 if self._running else 0), idle)
+        ahead = Ahead(queued, running, others, len(self._heap) - queued + (1 if self._running else 0), idle, crowded)
         cfg = self.config
         check(self.profile, cfg.quantile, cfg.max_batch_size, budget, received, now, ahead, self.front())
 

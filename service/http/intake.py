@@ -146,7 +146,8 @@ class Intake:
         read_from = self.received if complete is None else max(self.received, min(complete, self.admitted))
         engine.front_costs.observe_intake(self.admitted - read_from, lone=self.lone)
         in_front = service.others_in_front(fallback=service.in_flight - 1)
-        admit(engine, budget, self.received, budget_ms, self.retry, in_front)  # before decoding: refusals stay cheap
+        # before decoding: refusals stay cheap; `crowded`: others were read before it since its first byte
+        admit(engine, budget, self.received, budget_ms, self.retry, in_front, crowded=not self.lone)
         return budget_ms, budget
 
     async def submit(
@@ -231,10 +232,16 @@ def as_sent(answer: Answer, budget: Budget, received: float, now: float) -> Answ
 
 
 def admit(
-    engine: Any, budget: Budget, received: float, budget_ms: float | None, retry: dict[str, str], in_front: int
+    engine: Any,
+    budget: Budget,
+    received: float,
+    budget_ms: float | None,
+    retry: dict[str, str],
+    in_front: int,
+    crowded: bool = False,
 ) -> None:
     try:
-        engine.admit(budget, received, in_front)
+        engine.admit(budget, received, in_front, crowded)
     except DeadlineUnmeetableError as err:  # BacklogError included
         raise refusal(budget_ms, err, retry) from None
 

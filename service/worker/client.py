@@ -243,7 +243,7 @@ class EngineProcess:
         when it comes), or under load the recent figure, never less than a lone one's."""
         return way_out_s(self.front(), 0, alone=self._arriving <= 1 and not self._pending)
 
-    def admit(self, budget: Budget, received: float, in_front: int | None = None) -> None:
+    def admit(self, budget: Budget, received: float, in_front: int | None = None, crowded: bool = False) -> None:
         """The engine's admission rule (service.engine.admission), from what this process knows: the profile's
         mirror, the jobs sent and not answered (queued or running in the child: all counted as queued),
         the other requests being read here. Asked before decoding, so that a refusal under overload costs
@@ -254,7 +254,7 @@ class EngineProcess:
         queued = sum(1 for urgency in self._urgency.values() if urgency <= deadline)
         idle = not self._pending and now - self._idle_since >= self.config.cold_after_s
         others = max(0, self._arriving - 1) if in_front is None else in_front
-        ahead = Ahead(queued, 0.0, others, len(self._urgency) - queued, idle)
+        ahead = Ahead(queued, 0.0, others, len(self._urgency) - queued, idle, crowded)
         cfg = self.config
         check(self.profile, cfg.quantile, cfg.max_batch_size, budget, received, now, ahead, self.front())
 

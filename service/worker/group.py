@@ -129,10 +129,10 @@ class EngineGroup:
         turn = next(self._turn)
         return min(serving, key=lambda link: (link.queue_depth, (self.links.index(link) - turn) % len(self.links)))
 
-    def admit(self, budget: Budget, received: float, in_front: int | None = None) -> None:
+    def admit(self, budget: Budget, received: float, in_front: int | None = None, crowded: bool = False) -> None:
         """Admission against the engine the request would go to now (the engine decides again on submit)."""
         with contextlib.suppress(UnavailableError):  # none serving: submit says so
-            self._choose().admit(budget, received, in_front)
+            self._choose().admit(budget, received, in_front, crowded)
 
     def submit(self, job: Job, arrival: Arrival | None = None) -> None:
         link = self._choose()

@@ -114,3 +114,14 @@ def test_a_queue_of_batches_is_predicted_at_its_tail_once_not_once_per_batch() -
     check(noisy, "p99", 8, Budget(deadline=NOW + 0.0315), NOW, NOW, four_batches, FRONT)
     with pytest.raises(BacklogError, match=r"32 requests are queued ahead of it, whose first exits take 28\.0 ms"):
         check(noisy, "p99", 8, Budget(deadline=NOW + 0.030), NOW, NOW, four_batches, FRONT)
+
+
+def test_the_tail_of_a_burst_that_can_no_longer_make_a_typical_first_exit_is_refused(profile: LatencyProfile) -> None:
+    # nothing ahead any more: the requests read before it are answered or refused. Alone from its first byte,
+    # it would be served whatever its intake took; after others were read first, it is refused once even a
+    # typical first exit (exit 0 warm 1 ms, decoding 0.2, the way out 0.3) can no longer answer in time
+    crowded = Ahead(crowded=True)
+    admit(profile, 0.010, crowded, waited_s=0.0084)  # 1.6 ms left: 1.5 needed
+    with pytest.raises(BacklogError, match=r"other requests that came with it were read first: it has been 8\.6 ms"):
+        admit(profile, 0.010, crowded, waited_s=0.0086)
+    admit(profile, 0.010, NOTHING_AHEAD, waited_s=0.0095)  # alone: its slow intake is not the server's doing
