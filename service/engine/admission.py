@@ -92,15 +92,16 @@ def way_out_s(front: FrontEnd, others_in_front: int, alone: bool = False) -> flo
     return max(front.out_s, front.lone_out_s + reading)
 
 
-def queue_tail_s(profile: LatencyProfile, quantile: str, batches: int, batch_size: int) -> float:
-    """What `batches` full batches of exit 0 queued ahead add beyond their typical (p50) times at `quantile`.
-    Their slow spells are independent, so their spreads add as variances do (the square root of the number
-    of batches times one batch's excess): adding up each batch's tail would predict every batch at its
-    worst at once, and refuse bursts that the server serves in time."""
+def queue_s(profile: LatencyProfile, quantile: str, batches: int, batch_size: int) -> float:
+    """How long `batches` full batches of exit 0 queued ahead take, at `quantile`: their typical (p50) times,
+    plus their tail once. Their slow spells are independent, so their spreads add as variances do (the
+    square root of the number of batches times one batch's excess over its median): adding up each batch's
+    tail would predict every batch at its worst at once, and refuse bursts that the server serves in time."""
     if batches <= 0:
         return 0.0
-    excess = profile.predict(0, batch_size, quantile) - profile.predict(0, batch_size, "p50")
-    return math.sqrt(batches) * max(0.0, excess)
+    typical = profile.predict(0, batch_size, "p50")
+    excess = profile.predict(0, batch_size, quantile) - typical
+    return batches * typical + math.sqrt(batches) * max(0.0, excess)
 
 
 def check(
@@ -136,18 +137,15 @@ def check(
             f"it arrived, and its first exit would typically take {1e3 * typical:.1f} ms more"
         )
     full, rest = divmod(ahead.queued, max_batch_size)
-    backlog = full * profile.predict(0, max_batch_size, "p50")  # typical: the tail is added once, below
+    backlog = queue_s(profile, quantile, full, max_batch_size)
     own = profile.predict(0, rest + 1, quantile, cold=ahead.idle) + front.decode_s
     out = way_out_s(front, ahead.others_in_front)
-    tail = queue_tail_s(profile, quantile, full, max_batch_size)
-    if now + ahead.running_s + backlog + tail + own + out <= deadline:
+    if now + ahead.running_s + backlog + own + out <= deadline:
         return
     intake, lag = now - received, max(0.0, now - received - front.lone_intake_s)
     causes = []
     if ahead.queued:
-        causes.append(
-            f"{ahead.queued} requests are queued ahead of it, whose first exits take {1e3 * (backlog + tail):.1f} ms"
-        )
+        causes.append(f"{ahead.queued} requests are queued ahead of it, whose first exits take {1e3 * backlog:.1f} ms")
     if ahead.running_s > 0:
         causes.append(f"the stage running now needs {1e3 * ahead.running_s:.1f} ms more")
     if ahead.others_in_front:
