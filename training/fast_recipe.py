@@ -48,11 +48,20 @@ def exit_loss(
     smoothing: float,
     temperature: float,
     alpha: float,
+    self_distill: bool = False,
 ) -> torch.Tensor:
-    """Mean over exits of cross-entropy mixed with a KL term towards the teacher's softened prediction."""
+    """Mean over exits of cross-entropy mixed with a KL term towards the teacher's softened prediction.
+
+    Without a teacher, `self_distill` makes the final exit (detached) the teacher of the earlier ones,
+    while the final exit itself learns from the labels alone ("Be Your Own Teacher").
+    """
     total = torch.zeros((), device=labels.device)
+    learners = logits
+    if teacher is None and self_distill and len(logits) > 1:
+        teacher, learners = logits[-1].detach(), logits[:-1]
+        total = total + F.cross_entropy(logits[-1].float(), labels, label_smoothing=smoothing)
     target = F.softmax(teacher.float() / temperature, dim=1) if teacher is not None else None
-    for z in logits:
+    for z in learners:
         z = z.float()
         ce = F.cross_entropy(z, labels, label_smoothing=smoothing)
         if target is None:
@@ -101,15 +110,18 @@ def train_model(
     opt = torch.optim.SGD(decay_groups(model, common["weight_decay"]), lr=0.0, momentum=0.9, nesterov=True)
     smoothing = spec.get("label_smoothing", common["label_smoothing"])
     cutout = spec.get("cutout", common["cutout"])
+    # bf16 autocast: always on CUDA; on a CPU with bf16 arithmetic (avx512_bf16, AMX) a recipe may ask for it
+    bf16 = device.type == "cuda" or bool(common.get("bf16_cpu", False))
+    self_distill = bool(common.get("self_distill", False))
 
     def step(index: torch.Tensor, lr: float, update: bool) -> torch.Tensor:
         x = normalize_batch(augment(data.images[index], common["padding"], True, cutout), *CIFAR10_MEAN_STD)
         x = x.contiguous(memory_format=torch.channels_last)
         y = data.labels[index]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             target = teacher_logits(teacher, x) if teacher is not None else None
             outs = model(x)
-        loss = exit_loss(outs, y, target, smoothing, common["temperature"], common["alpha"])
+        loss = exit_loss(outs, y, target, smoothing, common["temperature"], common["alpha"], self_distill)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if update:
