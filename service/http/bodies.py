@@ -16,6 +16,8 @@ async def read_limited(request: Request, limit: int, code: str = "body_too_large
             if total > limit:
                 raise ApiError(413, code, f"the body exceeds the limit of {limit} bytes")
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "client_disconnected", "the client went away while sending the body") from None
+    except ClientDisconnect:  # nobody to answer: counted as a client gone, like one that leaves while it waits
+        raise ApiError(
+            499, "client_disconnected", "the client went away while sending the body", outcome="cancelled"
+        ) from None
     return b"".join(chunks)

@@ -37,10 +37,14 @@ LOOP_TURNS = 2
 
 @contextmanager
 def counting_refusals(metrics: Metrics) -> Iterator[None]:
-    """Count a request that ends in an ApiError by its outcome, and a refusal also by its reason."""
+    """Count a request that ends in an ApiError by its outcome, a refusal also by its reason, and one whose
+    client left before it was read as cancelled."""
     try:
         yield
     except ApiError as err:
+        if err.outcome == "cancelled":
+            metrics.client_gone()
+            raise
         metrics.outcome(err.outcome)
         if err.outcome == "rejected":
             metrics.refused(err.code)

@@ -88,11 +88,11 @@ async def _classify(
         options = query_options(request, context)
         budget_ms, budget = intake.admit(options)
         data = await read_raw_image(request, settings.max_image_bytes)
-        async with service.reading():
+        async with service.reading(received):
             job = await intake.submit(data, budget, options, arrival)
     else:
         body = await read_form_or_json(request, settings)
-        async with service.reading():  # one request's parsing and decoding at a time: see ServiceState.reading
+        async with service.reading(received):  # one request's parsing and decoding at a time: see ServiceState.reading
             data, options = await parse_form_or_json(request, body, service, context)
             budget_ms, budget = intake.admit(options)
             job = await intake.submit(data, budget, options, arrival)

@@ -32,6 +32,7 @@ from elastic_anytime.service.http.arrival import open_requests
 from elastic_anytime.service.http.imaging import finish_image, open_image
 from elastic_anytime.service.http.metrics import Metrics
 from elastic_anytime.service.http.model_card import ModelCard, ModelCardError
+from elastic_anytime.service.http.reading_gate import ReadingGate
 from elastic_anytime.service.settings import Settings
 from elastic_anytime.service.worker.cpu_placement import engine_threads, plan_here
 from elastic_anytime.service.worker.group import connect_engines
@@ -60,8 +61,9 @@ class ServiceState:
     in_flight: int = 0
     last_request: float = 0.0
     submitted: int = 0  # of those, handed to the engine (and not answered yet)
-    _reading: asyncio.Lock | None = field(default=None, repr=False)  # see `reading`
+    _reading: ReadingGate | None = field(default=None, repr=False)  # see `reading`
     _reader: asyncio.Task | None = field(default=None, repr=False)  # the request holding it
+    _reader_since: float = field(default=0.0, repr=False)  # and its first byte
 
     @property
     def model_name(self) -> str:
@@ -79,9 +81,10 @@ class ServiceState:
         return self.in_flight == 1 if begun is None else begun <= 1
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[None]:
+    async def reading(self, since: float | None = None) -> AsyncIterator[None]:
         """One request's parsing, decoding and submission at a time (event loop only), timed as the loop's
-        cost of reading a request (service.engine.front_costs).
+        cost of reading a request (service.engine.front_costs). `since`: the request's first byte, which
+        decides whose turn comes next while the front end is behind (service.http.reading_gate).
 
         A burst read in one go becomes one task per request, all ready at once; without this, each would
         parse and decode in turn before the loop looked at the engine's answers again, and the first
@@ -94,10 +97,11 @@ class ServiceState:
         waited 15 ms for the loop).
         """
         if self._reading is None:
-            self._reading = asyncio.Lock()
+            self._reading = ReadingGate()
         lock = self._reading
-        await lock.acquire()
-        started, self._reader = time.monotonic(), asyncio.current_task()
+        since = time.monotonic() if since is None else since
+        await lock.acquire(since)
+        started, self._reader, self._reader_since = time.monotonic(), asyncio.current_task(), since
         try:
             yield
         finally:
@@ -113,13 +117,13 @@ class ServiceState:
         if lock is None or self._reader is not asyncio.current_task():
             yield
             return
-        self._reader = None
+        self._reader, since = None, self._reader_since
         lock.release()
         try:
             yield
         finally:
-            await lock.acquire()
-            self._reader = asyncio.current_task()
+            await lock.acquire(since)
+            self._reader, self._reader_since = asyncio.current_task(), since
 
     @contextmanager
     def track_request(self) -> Iterator[None]:

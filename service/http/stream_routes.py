@@ -65,7 +65,7 @@ async def classify_stream(request: Request) -> Response:
         intake = Intake(service, request, received.at, retry, received.lag_s)
         body = await read_form_or_json(request, service.settings)
         stream = AnswerStream(intake)
-        async with service.reading():  # one request's parsing and decoding at a time, as /v1
+        async with service.reading(received.at):  # one request's parsing and decoding at a time, as /v1
             data, options = await parse_form_or_json(request, body, service, context)
             _, budget = intake.admit(options)
             job = await intake.submit(data, budget, options, received.arrival, progress=stream.sink)

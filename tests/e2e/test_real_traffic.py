@@ -139,9 +139,17 @@ def test_a_client_that_goes_away_stops_its_work(client: httpx.Client, server_url
     for sock in sockets:
         sock.sendall(raw_request(None))  # full depth, no budget
         sock.close()  # and gone at once
+
+    def settled() -> tuple[float, float]:
+        """(cancelled, answered) since the sockets left. Each request is one or the other, and the server may
+        not have read them yet when this first looks: it waits for all 24, or for the deadline."""
+        return metric(client, "elastic_cancelled_total") - cancelled_before, answered(client) - answered_before
+
     deadline = time.monotonic() + 30
+    while sum(settled()) < 24 and time.monotonic() < deadline:
+        time.sleep(0.1)
     while metric(client, "elastic_requests_in_flight") > 0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    cancelled = metric(client, "elastic_cancelled_total") - cancelled_before
-    assert cancelled >= 1 and cancelled + answered(client) - answered_before == 24
+    cancelled, answered_now = settled()
+    assert cancelled >= 1 and cancelled + answered_now == 24, (cancelled, answered_now)
     assert classify_multipart(client, JPEG, "image/jpeg").status_code == 200  # and the server serves on

@@ -59,7 +59,7 @@ async def _infer(request: Request, service: ServiceState, received: float, lag_s
     retry = refuse_unless_serving(service)  # before reading the body, as on /v1
     body = await _read_body(request, settings)
     intake = Intake(service, request, received, retry, lag_s)
-    async with service.reading():  # one request's parsing and decoding at a time: see ServiceState.reading
+    async with service.reading(received):  # one request's parsing and decoding at a time: see ServiceState.reading
         parsed = await _parse(request, body, service)
         count = parsed.count
         if engine.queue_depth + count > settings.queue_limit:  # the queue limit counts images
