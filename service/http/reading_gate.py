@@ -1,16 +1,17 @@
 """Whose turn it is to be read (parsed, admitted, decoded and handed to the engine): one request at a time on
 the event loop (service.http.state.ServiceState.reading), in arrival order while the front end keeps up, and
-newest first while it does not.
+newest first while a queue stands.
 
 Clients that resend at once after a 503 keep as many requests in the front end as there are clients. Read in
 arrival order, each of them waits for all the others, arrives at admission older than its budget and is
 refused, and the server answers next to nobody while it is busy refusing (docs/performance.md, "A flood of
-retries"). Once the oldest waiting request has waited `STANDING_S`, the turn goes to the newest instead: it
-still has its budget. Nobody waits for ever behind newer requests: while one has waited `PATIENCE_S`, every
-other turn goes to the oldest, and admission decides from its own budget whether it can still be served.
-Every other turn, not every turn: with more clients than the front end reads in `PATIENCE_S`, every request
-waits that long, and oldest first would be arrival order again. This is adaptive LIFO with CoDel's target
-and interval (Maurer, "Fail at scale", ACM Queue 2015).
+retries"). A queue stands when no request has been read within `STANDING_S` of its first byte for `INTERVAL_S`
+(CoDel's target and interval): a burst is worked off in arrival order, a flood is not. While one stands, the
+turn goes to the newest request: it still has its budget. Nobody waits for ever behind newer requests: while
+one has waited `PATIENCE_S`, every other turn goes to the oldest, and admission decides from its own budget
+whether it can still be served. Every other turn, not every turn: with more clients than the front end reads
+in `PATIENCE_S`, every request waits that long, and oldest first would be arrival order again. This is
+adaptive LIFO as Maurer describes Facebook's servers ("Fail at scale", ACM Queue 2015).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-STANDING_S = 0.005  # a wait this long is a queue that stands, not a burst being read
+STANDING_S = 0.005  # a request read within this long of its first byte was not held up by a queue
+INTERVAL_S = 0.1  # a queue that held every request up for this long stands (a burst is read sooner)
 PATIENCE_S = 0.1  # after this long, a request is read no later than every other turn
 
 
@@ -33,7 +35,7 @@ class _Waiter:
 
 
 class ReadingGate:
-    """A lock whose waiters are taken oldest first, or newest first while the oldest has waited STANDING_S,
+    """A lock whose waiters are taken oldest first, or newest first while a queue stands (see the module),
     turn about with the oldest once it has waited PATIENCE_S. `since` is each request's first byte, on `clock`."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -41,6 +43,7 @@ class ReadingGate:
         self._held = False
         self._waiters: list[_Waiter] = []
         self._order = itertools.count()
+        self._kept_up_at = clock()  # when a request was last read within STANDING_S of its first byte
         self._overdue_turn = False  # whether the next turn goes to an overdue oldest waiter, if there is one
 
     def locked(self) -> bool:
@@ -53,6 +56,7 @@ class ReadingGate:
     async def acquire(self, since: float) -> None:
         if not self._held and not self._waiters:
             self._held = True
+            self._kept_up_at = self._clock()
             return
         waiter = _Waiter(since, next(self._order), asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
@@ -76,9 +80,13 @@ class ReadingGate:
         waiter.turn.set_result(None)
 
     def _next(self) -> _Waiter:
+        now = self._clock()
         oldest = min(self._waiters)
-        waited = self._clock() - oldest.since
+        waited = now - oldest.since
         if waited < STANDING_S:
+            self._kept_up_at = now
+            return oldest
+        if now - self._kept_up_at < INTERVAL_S:  # a burst being worked off, or a queue not standing yet
             return oldest
         if waited >= PATIENCE_S:
             self._overdue_turn = not self._overdue_turn

@@ -1,13 +1,16 @@
 """Overload on the real server, bounded and on loopback: a small queue (4) and batch (2) so that
 saturation comes quickly. First the saturation rate is measured (as many clients as the server
-holds), then about twice that rate is offered by many clients at once. Checks: /healthz keeps
-answering, excess requests get 503 + Retry-After, accepted requests keep their budgets (or were
-answered from exit 0, the floor), memory stays bounded, and the server recovers when load stops."""
+holds), then many times that many clients send at once, each resending as soon as it has an answer.
+Checks: the server held far more requests than it can serve at once, /healthz keeps answering, excess
+requests get 503 + Retry-After, accepted requests keep their budgets (or were answered from exit 0,
+the floor), fresh requests are still served in time, memory stays bounded, and the server recovers
+when load stops."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,13 +26,11 @@ QUEUE_LIMIT, MAX_BATCH = 4, 2
 SATURATION_CLIENTS = QUEUE_LIMIT + MAX_BATCH  # what the server can hold at once
 OVERLOAD_CLIENTS = 128
 MEASURE_S, OVERLOAD_S = 2.0, 3.0
-# offered rate ÷ saturation rate. It was 3× while every refusal came before the body was read, then 2×
-# while the flood starved the server of answers (closed-loop clients resend as soon as they are answered,
-# and refusals are the fastest answers). Now that fresh requests are read first (service.http.reading_gate)
-# the server keeps answering during the flood, each answer holds its client longer, and on two shared cores
-# the front end reads about 1,700 requests/s in all: 128 clients offer 1.7-1.9×. That the server really was
-# overloaded is checked directly: it refused at least as many requests as it answered.
-MIN_OVERLOAD_FACTOR = 1.5
+# The overload, measured where it is: requests in the server (elastic_requests_in_flight, sampled every 50 ms)
+# over what it can serve at once, the median of the samples. Not the closed loop's rate of answers and
+# refusals over the saturation rate, which measures the server rather than the load: it fell from 3× to
+# 1.4-2.1× as the server got better at answering during the flood (docs/performance.md, "A flood of retries").
+MIN_HELD_FACTOR = 2.0
 RSS_GROWTH_LIMIT = 150 * 1024**2
 # answered requests in budget or from exit 0 (the floor). Not 100 %: the flood of refusals shares the
 # server's CPU and GIL with the inference thread, which the latency profile learns only as it goes
@@ -79,27 +80,30 @@ async def load(url: str, clients: int, seconds: float, budget_ms: float) -> tupl
     return results, time.monotonic() - started
 
 
-async def watch_health(url: str, stop: asyncio.Event) -> list[float]:
-    """/healthz every 50 ms on its own connection; the seconds each answer took (it must be 200)."""
-    times = []
+async def watch_health(url: str, stop: asyncio.Event) -> tuple[list[float], list[float]]:
+    """/healthz every 50 ms on its own connection, then /metrics: the seconds each /healthz took (it must be
+    200) and the requests in flight at each sample."""
+    times, held = [], []
     async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
         while not stop.is_set():
             started = time.monotonic()
             response = await client.get("/healthz")
             assert response.status_code == 200, response.text
             times.append(time.monotonic() - started)
+            held.append(metric((await client.get("/metrics")).text, "elastic_requests_in_flight"))
             await asyncio.sleep(0.05)
-    return times
+    return times, held
 
 
-async def overload(url: str, budget_ms: float) -> tuple[list[Result], float, list[float]]:
+async def overload(url: str, budget_ms: float) -> tuple[list[Result], float, list[float], list[float]]:
     stop = asyncio.Event()
-    health = asyncio.create_task(watch_health(url, stop))
+    watch = asyncio.create_task(watch_health(url, stop))
     try:
         results, elapsed = await load(url, OVERLOAD_CLIENTS, OVERLOAD_S, budget_ms)
     finally:
         stop.set()
-    return results, elapsed, await health
+    health, held = await watch
+    return results, elapsed, health, held
 
 
 def kept_budget(result: Result) -> bool:
@@ -117,7 +121,7 @@ def test_overload_sheds_with_503_and_recovers(server: ServerProcess) -> None:
 
     pid = server.process.pid
     rss_before, peak_before = rss_bytes(pid), rss_bytes(pid, peak=True)
-    results, elapsed, health = asyncio.run(overload(server.url, budget_ms))
+    results, elapsed, health, held = asyncio.run(overload(server.url, budget_ms))
     rss_after, peak_after = rss_bytes(pid), rss_bytes(pid, peak=True)
 
     offered_rate = len(results) / elapsed
@@ -126,8 +130,10 @@ def test_overload_sheds_with_503_and_recovers(server: ServerProcess) -> None:
     kept = sum(kept_budget(r) for r in accepted) / max(1, len(accepted))
     met = sum(r.body["budget_met"] for r in accepted) / max(1, len(accepted))
     goodput = sum(r.body["budget_met"] for r in accepted) / elapsed
+    held_median = statistics.median(held) if held else 0.0
     summary = (
-        f"saturation {saturation_rate:.0f}/s, offered {offered_rate:.0f}/s ({offered_rate / saturation_rate:.1f}×); "
+        f"saturation {saturation_rate:.0f}/s, offered {offered_rate:.0f}/s ({offered_rate / saturation_rate:.1f}×), "
+        f"{held_median:.0f} requests in the server (median); "
         f"{len(accepted)} answered ({met:.0%} in budget, {kept:.0%} in budget or at exit 0, {goodput:.0f}/s in time), "
         f"{len(shed)} shed; "
         f"/healthz max {max(health) * 1e3:.0f} ms over {len(health)}; "
@@ -135,7 +141,7 @@ def test_overload_sheds_with_503_and_recovers(server: ServerProcess) -> None:
     )
     summary += f"; shed as {dict(Counter(r.body.get('error') for r in shed))}"
     print(summary)
-    assert offered_rate >= MIN_OVERLOAD_FACTOR * saturation_rate, summary
+    assert held_median >= MIN_HELD_FACTOR * SATURATION_CLIENTS, summary
     assert len(shed) >= len(accepted), summary  # overloaded, and handled by refusing rather than queueing
     assert {r.status for r in results} <= {200, 503}, [r.body for r in results if r.status not in (200, 503)]
     assert shed and accepted, summary

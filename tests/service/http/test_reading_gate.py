@@ -1,17 +1,19 @@
-"""ReadingGate: the turn to be read goes oldest first while the front end keeps up, newest first while a queue
-stands, and every other turn to a request passed over for PATIENCE_S."""
+"""ReadingGate: the turn to be read goes oldest first while the front end keeps up or works off a burst, newest
+first while a queue stands, and every other turn to a request passed over for PATIENCE_S."""
 
 from __future__ import annotations
 
 import asyncio
 
-from elastic_anytime.service.http.reading_gate import PATIENCE_S, STANDING_S, ReadingGate
+from elastic_anytime.service.http.reading_gate import INTERVAL_S, PATIENCE_S, STANDING_S, ReadingGate
 
 
-def _order_of_turns(now: float, arrivals: list[float]) -> list[float]:
+def _order_of_turns(now: float, arrivals: list[float], kept_up_at: float | None = None) -> list[float]:
     """Hold the gate, queue one request per arrival time (seconds on a clock that reads `now`), then release it
-    and let each waiter pass the turn on: the arrival times in the order they were read."""
-    gate, read = ReadingGate(clock=lambda: now), []
+    and let each waiter pass the turn on: the arrival times in the order they were read. `kept_up_at`: when a
+    request was last read without waiting (by default long enough ago that a queue stands)."""
+    clock = [now - INTERVAL_S - 0.001 if kept_up_at is None else kept_up_at]
+    gate, read = ReadingGate(clock=lambda: clock[0]), []
 
     async def request(since: float) -> None:
         await gate.acquire(since)
@@ -19,7 +21,8 @@ def _order_of_turns(now: float, arrivals: list[float]) -> list[float]:
         gate.release()
 
     async def run() -> None:
-        await gate.acquire(now)
+        await gate.acquire(now)  # the gate was free: it kept up at the clock's first reading
+        clock[0] = now
         tasks = [asyncio.create_task(request(since)) for since in arrivals]
         await asyncio.sleep(0)  # every request is waiting
         assert gate.waiting == len(arrivals)
@@ -42,6 +45,13 @@ def test_while_a_queue_stands_the_newest_request_is_read_first() -> None:
     arrivals = [now - 3 * STANDING_S, now - 2 * STANDING_S, now - STANDING_S / 10]
     # the clock stands still here: the oldest keeps its wait, so each turn goes to the newest left
     assert _order_of_turns(now, arrivals) == sorted(arrivals, reverse=True)
+
+
+def test_a_burst_is_read_in_arrival_order_until_a_queue_stands() -> None:
+    now = 10.0
+    arrivals = [now - 3 * STANDING_S, now - 2 * STANDING_S, now - STANDING_S / 10]
+    # the front end kept up until just now: these requests are a burst being worked off, not a standing queue
+    assert _order_of_turns(now, arrivals, kept_up_at=now - INTERVAL_S / 2) == arrivals
 
 
 def test_a_request_passed_over_for_its_patience_goes_before_newer_ones() -> None:
