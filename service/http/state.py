@@ -29,6 +29,7 @@ from elastic_anytime.service.engine.profile import LatencyProfile
 from elastic_anytime.service.engine.scheduler import Engine
 from elastic_anytime.service.engine.types import EngineApi
 from elastic_anytime.service.http.arrival import open_requests
+from elastic_anytime.service.http.errors import ApiError
 from elastic_anytime.service.http.imaging import finish_image, open_image
 from elastic_anytime.service.http.metrics import Metrics
 from elastic_anytime.service.http.model_card import ModelCard, ModelCardError
@@ -104,6 +105,12 @@ class ServiceState:
         started, self._reader, self._reader_since = time.monotonic(), asyncio.current_task(), since
         try:
             yield
+        except ApiError as err:
+            if err.code == "overloaded":  # too late for its budget: the gate learns how long is too long
+                lock.record(started - since, admitted=False)
+            raise
+        else:
+            lock.record(started - since, admitted=True)
         finally:
             self._reader = None
             self.engine.front_costs.observe_read(time.monotonic() - started)
