@@ -28,8 +28,7 @@ def main(client_counts: list[int]) -> None:
         saturated, elapsed = asyncio.run(flood.load(server.url, flood.SATURATION_CLIENTS, 2.0, budget_ms))
         log.info("budget_ms %s, saturation %.0f/s", budget_ms, sum(r.status == 200 for r in saturated) / elapsed)
         for clients in client_counts:
-            flood.OVERLOAD_CLIENTS = clients
-            results, elapsed, _, _ = asyncio.run(flood.overload(server.url, budget_ms))
+            results, elapsed, _, _ = asyncio.run(flood.overload(server.url, budget_ms, clients))
             answered = [r for r in results if r.status == 200]
             in_time = sum(r.body["budget_met"] for r in answered)
             log.info("%d clients: offered %.0f/s, answered %.0f/s, in budget %.0f/s", clients,

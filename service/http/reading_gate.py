@@ -65,10 +65,12 @@ class ReadingGate:
 
     def stale_after(self) -> float:
         """How long a waiter can wait and probably still be admitted (inf while nothing was refused lately)."""
-        recent = [(waited, admitted) for at, waited, admitted in self._reads if self._clock() - at <= MEMORY_S]
-        if all(admitted for _, admitted in recent):
+        reads, oldest = self._reads, self._clock() - MEMORY_S
+        while reads and reads[0][0] < oldest:  # in the order they were recorded: the aged ones are on the left
+            reads.popleft()
+        if all(admitted for _, _, admitted in reads):
             return math.inf
-        admitted = sorted(waited for waited, ok in recent if ok)
+        admitted = sorted(waited for _, waited, ok in reads if ok)
         if len(admitted) < MIN_ADMITTED:
             return STALE_FLOOR_S
         return max(STALE_FLOOR_S, admitted[int(0.9 * (len(admitted) - 1))])

@@ -95,11 +95,13 @@ async def watch_health(url: str, stop: asyncio.Event) -> tuple[list[float], list
     return times, held
 
 
-async def overload(url: str, budget_ms: float) -> tuple[list[Result], float, list[float], list[float]]:
+async def overload(
+    url: str, budget_ms: float, clients: int = OVERLOAD_CLIENTS
+) -> tuple[list[Result], float, list[float], list[float]]:
     stop = asyncio.Event()
     watch = asyncio.create_task(watch_health(url, stop))
     try:
-        results, elapsed = await load(url, OVERLOAD_CLIENTS, OVERLOAD_S, budget_ms)
+        results, elapsed = await load(url, clients, OVERLOAD_S, budget_ms)
     finally:
         stop.set()
     health, held = await watch
