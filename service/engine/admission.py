@@ -68,6 +68,12 @@ class FrontEnd:
     out_s: float = 0.0  # the same, now: under load the event loop is busy with other requests
     out_tail_s: float = 0.0  # its recent tail (p90): what a request going deeper than exit 0 plans for
 
+    def as_tuple(self) -> tuple[float, ...]:
+        """The fields in order, for the wire (`FrontEnd(*values)` reads them back); `dataclasses.astuple` would
+        deep-copy each float, on every request."""
+        return (self.lone_intake_s, self.decode_s, self.lone_decode_s, self.read_s, self.lone_out_s, self.out_s,
+                self.out_tail_s)  # fmt: skip
+
 
 def idle_floor_s(profile: LatencyProfile, front: FrontEnd) -> float:
     """The smallest budget an idle server typically meets once it has read a request: its image decoded,
@@ -144,8 +150,10 @@ def check(
         return
     intake, lag = now - received, max(0.0, now - received - front.lone_intake_s)
     causes = []
-    if ahead.queued:
+    if full:
         causes.append(f"{ahead.queued} requests are queued ahead of it, whose first exits take {1e3 * backlog:.1f} ms")
+    elif ahead.queued:  # no full batch ahead: they would run in its own batch, which `own` times
+        causes.append(f"{ahead.queued} requests are queued ahead of it, in the batch it would join")
     if ahead.running_s > 0:
         causes.append(f"the stage running now needs {1e3 * ahead.running_s:.1f} ms more")
     if ahead.others_in_front:

@@ -6,18 +6,16 @@ describes them (`openapi_body`, `openapi_raw`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
 from fastapi import Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from elastic_anytime.service.http.base64_image import decode_base64_image
 from elastic_anytime.service.http.bodies import read_limited
 from elastic_anytime.service.http.errors import ApiError, field_errors, summary
+from elastic_anytime.service.http.multipart_form import FilePart, MultipartError, parse_form
 from elastic_anytime.service.http.schemas import (
     ClassifyJSON,
     ClassifyOptions,
@@ -130,46 +128,39 @@ def query_options(request: Request, context: dict[str, Any]) -> ClassifyOptions:
         raise _validation_error(err) from None
 
 
-async def _body_stream(body: bytes) -> AsyncGenerator[bytes, None]:
-    yield body
-
-
 async def _parse_multipart(
     request: Request, body: bytes, context: dict[str, Any], max_bytes: int
 ) -> tuple[bytes, ClassifyOptions]:
-    parser = MultiPartParser(request.headers, _body_stream(body), max_files=1, max_fields=len(_FORM_FIELDS) + 4)
+    content_type = request.headers.get("content-type", "")
     try:
-        form = await parser.parse()
-    except MultiPartException as err:
-        raise ApiError(400, "malformed_multipart", f"the multipart body cannot be parsed: {err.message}") from None
+        form = parse_form(content_type, body, max_files=1, max_fields=len(_FORM_FIELDS) + 4)
+    except MultipartError as err:
+        raise ApiError(400, "malformed_multipart", f"the multipart body cannot be parsed: {err}") from None
+    image: bytes | None = None
+    fields: dict[str, Any] = {}
+    for key, value in form:
+        if key == "image":
+            if not isinstance(value, FilePart):
+                error = {"field": "image", "message": "must be a file", "type": "file_type"}
+                raise ApiError(422, "invalid_field", "image: must be a file upload, not a text field", errors=[error])
+            image = value.data
+            continue
+        if isinstance(value, FilePart):
+            raise ApiError(422, "invalid_field", f"{key}: must be a text field, not a file")
+        if key in fields:  # found by fuzzing: the last of several values used to win silently
+            error = {"field": key, "message": "given more than once", "type": "duplicate"}
+            raise ApiError(422, "invalid_field", f"{key}: given more than once", errors=[error])
+        fields[key] = value.strip()  # an empty value is invalid (422), not "absent": the schema says number
+    if image is None:
+        raise ApiError(422, "invalid_field", "image: a file field named 'image' is required",
+                       errors=[{"field": "image", "message": "field required", "type": "missing"}])  # fmt: skip
     try:
-        image = form.get("image")
-        if image is None:
-            raise ApiError(422, "invalid_field", "image: a file field named 'image' is required",
-                           errors=[{"field": "image", "message": "field required", "type": "missing"}])  # fmt: skip
-        if not isinstance(image, UploadFile):
-            raise ApiError(422, "invalid_field", "image: must be a file upload, not a text field",
-                           errors=[{"field": "image", "message": "must be a file", "type": "file_type"}])  # fmt: skip
-        fields: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if key == "image":
-                continue
-            if isinstance(value, UploadFile):
-                raise ApiError(422, "invalid_field", f"{key}: must be a text field, not a file")
-            if key in fields:  # found by fuzzing: the last of several values used to win silently
-                error = {"field": key, "message": "given more than once", "type": "duplicate"}
-                raise ApiError(422, "invalid_field", f"{key}: given more than once", errors=[error])
-            fields[key] = value.strip()  # an empty value is invalid (422), not "absent": the schema says number
-        try:
-            options = ClassifyOptions.model_validate(fields, context=context)
-        except ValidationError as err:
-            raise _validation_error(err) from None
-        data = await image.read()
-    finally:
-        await form.close()
-    if len(data) > max_bytes:
-        raise ApiError(413, "image_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
-    return data, options
+        options = ClassifyOptions.model_validate(fields, context=context)
+    except ValidationError as err:
+        raise _validation_error(err) from None
+    if len(image) > max_bytes:
+        raise ApiError(413, "image_too_large", f"the image is {len(image)} bytes; the limit is {max_bytes}")
+    return image, options
 
 
 async def read_form_or_json(request: Request, settings: Any) -> bytes:

@@ -273,7 +273,7 @@ class EngineProcess:
         budget = job.budget
         header = {"kind": "job", "id": job_id, "shape": list(tensor.shape), "deadline": budget.deadline,
                   "max_mflops": budget.max_mflops, "min_confidence": budget.min_confidence, "received": job.received,
-                  "top_k": job.top_k, "front": dataclasses.astuple(front), "out_s": job.out_s,
+                  "top_k": job.top_k, "front": front.as_tuple(), "out_s": job.out_s,
                   "coming": job.coming}  # fmt: skip
         if job.progress is not None:  # streamed: the child reads every exit's head and sends each one up
             header["stream"] = True

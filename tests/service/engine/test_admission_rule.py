@@ -64,6 +64,7 @@ def test_an_idle_server_takes_a_request_whose_own_intake_was_slow(profile: Laten
     ("ahead", "named"),
     [
         (Ahead(queued=8), r"8 requests are queued ahead of it, whose first exits take 4\.0 ms"),
+        (Ahead(queued=3), r"3 requests are queued ahead of it, in the batch it would join"),
         (Ahead(running_s=0.003), r"the stage running now needs 3\.0 ms more"),
         (Ahead(others_in_front=3), r"the front end is reading 3 other requests: this one waited 1\.7 ms longer"),
         (Ahead(others_in_engine=2), r"2 other requests in the engine keep the front end busy"),
@@ -125,3 +126,9 @@ def test_the_tail_of_a_burst_that_can_no_longer_make_a_typical_first_exit_is_ref
     with pytest.raises(BacklogError, match=r"other requests that came with it were read first: it has been 8\.6 ms"):
         admit(profile, 0.010, crowded, waited_s=0.0086)
     admit(profile, 0.010, NOTHING_AHEAD, waited_s=0.0095)  # alone: its slow intake is not the server's doing
+
+
+def test_the_front_ends_costs_cross_the_wire_field_by_field() -> None:
+    costs = FrontEnd(*(0.001 * (i + 1) for i in range(len(dataclasses.fields(FrontEnd)))))
+    assert costs.as_tuple() == dataclasses.astuple(costs)
+    assert FrontEnd(*costs.as_tuple()) == costs
