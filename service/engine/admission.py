@@ -48,7 +48,8 @@ class Ahead:
     others_in_front: int = 0  # other requests the front end has begun and not handed to the engine yet
     others_in_engine: int = 0  # other requests queued or running, not ahead of it: their answers share the way out
     idle: bool = False  # the engine has been idle long enough that its next batch starts cold
-    # it was not alone in the front end since its first byte: other requests were read before it (a burst)
+    # it was not alone in the front end since its first byte: other requests were read before it (a burst), or
+    # were being handled when it arrived
     crowded: bool = False
 
     @property
@@ -137,10 +138,11 @@ def check(
         typical = profile.predict(0, 1, "p50", cold=ahead.idle) + front.decode_s + front.lone_out_s
         if not ahead.crowded or now + typical <= deadline:
             return
-        # ... unless other requests read before it (the rest of a burst, answered or refused by now) took its time
+        # ... unless other requests handled before it (the rest of a burst, answered or refused by now) took its time
         raise BacklogError(
-            f"other requests that came with it were read first: it has been {1e3 * (now - received):.1f} ms since "
-            f"it arrived, and its first exit would typically take {1e3 * typical:.1f} ms more"
+            f"other requests that came with it or before it were handled first: it has been "
+            f"{1e3 * (now - received):.1f} ms since it arrived, and its first exit would typically take "
+            f"{1e3 * typical:.1f} ms more"
         )
     full, rest = divmod(ahead.queued, max_batch_size)
     backlog = queue_s(profile, quantile, full, max_batch_size)

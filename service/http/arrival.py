@@ -48,6 +48,7 @@ class ArrivalStamp:
 
     first_byte: float
     complete: float | None = None  # when its last byte was read (None: not yet, or not known)
+    others_open: int = 0  # other requests this process had begun and not answered when this one began
     gone: bool = False
     _on_gone: list[Callable[[], None]] = field(default_factory=list)
 
@@ -107,10 +108,10 @@ class ArrivalProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_message = True
         self._begun += 1
-        _open["requests"] += 1
+        others, _open["requests"] = _open["requests"], _open["requests"] + 1
         # pipelined requests read in one go share the stamp of that read
         first_byte, self._first_byte = self._first_byte, None
-        self._arrival = ArrivalStamp(time.monotonic() if first_byte is None else first_byte)
+        self._arrival = ArrivalStamp(time.monotonic() if first_byte is None else first_byte, others_open=others)
         self.scope[SCOPE_KEY] = self._arrival  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:

@@ -134,7 +134,9 @@ class Intake:
         self.lag_s = lag_s  # how long it waited from its first byte for its handler to run
         self.admitted = self.submitted = 0.0
         self.budget_ms: float | None = None
-        self.lone = service.alone()  # nothing else in this process when it began: its costs are a lone one's
+        # nothing else in this process when it began, nor when it arrived (the rest of a burst, answered or refused
+        # by the time its handler runs, had the loop first): its costs are a lone one's
+        self.lone = service.alone() and arrival_of(request.scope).others_open == 0
 
     def admit(self, options: ClassifyOptions) -> tuple[float | None, Budget]:
         """The request's budget, or ApiError (422 / 503) when admission refuses it."""

@@ -30,6 +30,7 @@ from elastic_anytime.service.http.status_routes import router as status_router
 from elastic_anytime.service.http.stream_routes import router as stream_router
 from elastic_anytime.service.http.v2.routes import router as v2_router
 from elastic_anytime.service.settings import Settings
+from elastic_anytime.service.worker.heap import freeze_long_lived
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = await anyio.to_thread.run_sync(build_service, settings)
         app.state.service = service
         service.engine.start()
+        freeze_long_lived("front end")
         undo_drain = install_drain(service, asyncio.get_running_loop())
         try:
             yield

@@ -40,6 +40,7 @@ from elastic_anytime.service.engine.reload_error import ReloadError
 from elastic_anytime.service.engine.types import Job, QueueFullError, UnavailableError
 from elastic_anytime.service.settings import Settings
 from elastic_anytime.service.worker.cpu_placement import pin_this_process
+from elastic_anytime.service.worker.heap import freeze_long_lived
 from elastic_anytime.service.worker.messages import to_header
 from elastic_anytime.service.worker.served import Served, serve_model
 from elastic_anytime.service.worker.wire import MessageWriter, grow_pipe, read_message
@@ -308,6 +309,7 @@ class Host:
             if self.engine.error is not None:
                 self.broadcast(("failed", f"calibration failed: {self.engine.error}"))
                 return
+        freeze_long_lived("inference process")  # before the first request: the full collection is not serving's
         with self._lock:
             self._ready = True
             for connection in self._connections.values():
@@ -341,6 +343,7 @@ class Host:
         if self.state_file is not None:
             with contextlib.suppress(OSError):
                 self.state_file.write_text(str(path))
+        freeze_long_lived("inference process, new model", collect_first=False)  # serving goes on meanwhile
         connection.uplink.send(("reloaded", None, info, records), with_events=False)
         self.broadcast(("model", info, records), but=connection)
 
