@@ -2,7 +2,8 @@
 (compiled, so the load generator takes little of the two cores): the front end's cost per request is what
 bounds saturation on a CPU node and what the GPU node's target counts (issue 17: about 1 ms or less).
 Reads utime + stime of the server and of its inference process from /proc before and after each round;
-one fresh server, rounds of `--requests` at `-c 8`. docs/performance.md quotes its output.
+one fresh server, rounds of `--requests` at `-c 8`; `--code DIR` serves another checkout. docs/performance.md
+quotes its output.
 
     .venv/bin/python experiments/scripts/front_end_cpu.py --data ../shared/data/cifar10 --rounds 3
 """
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--code", help="serve another checkout (its root, with docs/performance.md's links)")
     args = parser.parse_args()
     folder = Path(args.data) / "test"
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -55,7 +57,9 @@ def main() -> None:
         body = Path(tmp) / "body.bin"
         body.write_bytes(multipart_body(sample, {}, BOUNDARY))
         command = [*elastic_command(CHECKPOINT, port), "--no-access-log", "--log-level", "warning"]
-        with start("elastic", command, port, "/readyz", Path(tmp)) as server:
+        # `python -m` puts its working directory first on sys.path: run another checkout from its root
+        code = Path(args.code or ROOT)
+        with start("elastic", command, port, "/readyz", Path(tmp), env={"PYTHONPATH": str(code)}, cwd=code) as server:
             pid = server.process.pid
             engine = [p for p in children(pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
             for round_ in range(args.rounds):
