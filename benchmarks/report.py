@@ -90,6 +90,12 @@ def _machine(results: dict[str, Any]) -> str:
         ["litserve / httpx / uvicorn", f"{m['litserve']} / {m['httpx']} / {m['uvicorn']}"],
         ["load average at start", ", ".join(str(v) for v in m["load_average_at_start"] or [])],
     ]
+    probe = m.get("speed_probe_ms")
+    if probe:  # runs recorded before the probe existed have none
+        speeds = f"{probe[0]} ms at the start, {probe[1]} ms at the end"
+        rows.append(["speed probe (2M pure-Python adds, best of 3)", speeds])
+    if m.get("steal_share") is not None:
+        rows.append(["CPU time taken by the hypervisor for other guests (steal)", pct(m["steal_share"], 1)])
     return table(["", ""], rows)
 
 

@@ -206,6 +206,7 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     meta = read_metadata(cfg.checkpoint)
     size = cfg.size
     host = machine.describe(cfg.threads, cfg.device)
+    steadiness = machine.Steadiness()
     samples = load_samples(cfg.data, meta["classes"], size.images)
     log.info(
         "%d images from %s; size %s; %d torch threads; device %s",
@@ -232,6 +233,7 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
         elastic["budget_sweep_c1"], serving, correct, overhead_ms, elastic["fixed_exits_c1"]
     )
     fixed = fixed_depth_views(elastic, size.budgets_ms)
+    host.update(steadiness.finish())
     results = {
         "size": size.name,
         "command": cfg.command or " ".join(sys.argv),

@@ -118,6 +118,10 @@ def test_suite_writes_results_report_and_plots(tmp_path: Path, classes: list[str
     ):
         assert heading in text
     assert "Reduced run" in text
+    steady = results["machine"]  # how steady the machine was: the speed probe at both ends, the stolen share
+    assert len(steady["speed_probe_ms"]) == 2 and all(ms > 0 for ms in steady["speed_probe_ms"])
+    assert steady["steal_share"] is None or 0.0 <= steady["steal_share"] <= 1.0
+    assert "speed probe (2M pure-Python adds, best of 3)" in text
     assert "late: exits (worst)" in text and "Fixed exit on the server" in text
     for name in ("accuracy_vs_budget.png", "hit_rate_vs_load.png"):
         png = assets / name
