@@ -32,6 +32,8 @@ class FilePart:
 @dataclass
 class _Part:
     disposition: bytes = b""
+    name: str = ""
+    filename: str | None = None  # None: a text field
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
 
@@ -51,8 +53,6 @@ class _Collector:
         self.items: list[tuple[str, str | FilePart]] = []
         self._part = _Part()
         self._header_name = self._header_value = b""
-        self._name = ""
-        self._filename: str | None = None
         self._files = self._fields = 0
 
     def callbacks(self) -> dict[str, object]:
@@ -81,32 +81,33 @@ class _Collector:
         self._header_name = self._header_value = b""
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._part.disposition)
+        part = self._part
+        _, options = parse_options_header(part.disposition)
         if b"name" not in options:
             raise MultipartError('The Content-Disposition header field "name" must be provided.')
-        self._name = _decode(options[b"name"], self.charset)
+        part.name = _decode(options[b"name"], self.charset)
         if b"filename" in options:
             self._files += 1
             if self._files > self.max_files:
                 raise MultipartError(f"Too many files. Maximum number of files is {self.max_files}.")
-            self._filename = _decode(options[b"filename"], self.charset)
+            part.filename = _decode(options[b"filename"], self.charset)
         else:
             self._fields += 1
             if self._fields > self.max_fields:
                 raise MultipartError(f"Too many fields. Maximum number of fields is {self.max_fields}.")
-            self._filename = None
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part
         part.size += end - start
-        if self._filename is None and part.size > MAX_TEXT_FIELD_BYTES:
+        if part.filename is None and part.size > MAX_TEXT_FIELD_BYTES:
             raise MultipartError(f"Part exceeded maximum size of {MAX_TEXT_FIELD_BYTES // 1024}KB.")
         part.chunks.append(data[start:end])
 
     def on_part_end(self) -> None:
-        data = b"".join(self._part.chunks)
-        value = _decode(data, self.charset) if self._filename is None else FilePart(self._filename, data)
-        self.items.append((self._name, value))
+        part = self._part
+        data = b"".join(part.chunks)
+        value = _decode(data, self.charset) if part.filename is None else FilePart(part.filename, data)
+        self.items.append((part.name, value))
 
 
 def parse_form(content_type: str, body: bytes, max_files: int, max_fields: int) -> list[tuple[str, str | FilePart]]:

@@ -2,11 +2,12 @@
 
 CPython's collector walks every container object of a generation it collects. After start-up a server
 holds hundreds of thousands of them that never die (modules, the app and its schemas, torch's and the
-model's objects), and a full (generation 2) collection walks them all: measured on the 2-core VM, 33–63 ms
-in the front end and 35–227 ms in the inference process. One of those during serving stalls every request
+model's objects), and a full (generation 2) collection walks them all: measured on the 2-core VM while
+serving, 41–56 ms in the front end and 182–236 ms in the inference process. One of those stalls every request
 in flight past its deadline. `gc.freeze()` moves what is alive into a permanent generation that no
 collection visits, so a later full collection walks only what was allocated since (docs/performance.md,
-"Pauses of the garbage collector"). Called by each process once it is ready, and again after a reload.
+"Pauses of the garbage collector"). Called by each process once it is ready, and by the inference process
+again after a reload (the new model; the front end's own reload swaps only a small model card).
 """
 
 from __future__ import annotations
